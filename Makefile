@@ -1,0 +1,26 @@
+# The development environment: .venv, pinned by constraints.txt (torch is the local CPU wheel).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+
+.PHONY: test demo bench clean
+
+$(VENV)/.installed: pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[test,demo]"
+	touch $@
+
+test: $(VENV)/.installed
+	$(PY) -m pytest -q
+
+demo: $(VENV)/.installed
+	$(VENV)/bin/probe demo --out out
+
+bench: $(VENV)/.installed
+	$(PY) benchmarks/bench_engine.py
+	$(PY) benchmarks/bench_attach.py
+
+clean:
+	rm -rf $(VENV) out build *.egg-info

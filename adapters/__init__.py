@@ -1,0 +1,1 @@
+"""Per-architecture adapters, installed as ``probe.adapters``."""

@@ -1,0 +1,77 @@
+"""Plain safetensors files: atomic writes, and reads that turn every failure into a ProbeError."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import torch
+from safetensors.torch import load as _load_bytes
+from safetensors.torch import save as _save_bytes
+
+from .errors import FileFormatError, InputError, ProbeFileNotFoundError
+
+FORMAT = "probe"
+FORMAT_VERSION = 1
+
+
+def write_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
+    """Writes a safetensors file under ``path`` atomically: a temporary file beside it, then a rename."""
+    from . import __version__
+
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{str(path)!r} is a folder; give a file name such as {str(path / 'result.safetensors')!r}")
+    meta = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "probe_version": __version__, **metadata}
+    blob = _save_bytes({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata=meta)
+    folder = path.parent if str(path.parent) else Path(".")
+    if not folder.is_dir():
+        raise ProbeFileNotFoundError(f"the folder {str(folder)!r} does not exist; create it first")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(blob)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def read_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    """Tensors and metadata of a probe safetensors file; a ProbeError for anything else."""
+    path = Path(path)
+    if not path.is_file():
+        raise ProbeFileNotFoundError(f"no file {str(path)!r}; check the path (probe results end in .safetensors)")
+    blob = path.read_bytes()
+    try:
+        tensors = _load_bytes(blob)
+        meta = _metadata(blob)
+    except Exception as err:  # safetensors raises its own and builtin errors for damaged files
+        raise FileFormatError(f"{str(path)!r} is truncated or not a safetensors file ({type(err).__name__}); re-save it") from None
+    if meta.get("format") != FORMAT:
+        raise FileFormatError(f"{str(path)!r} is a safetensors file but not a probe result; load it with safetensors.torch.load_file")
+    try:
+        version = int(meta.get("format_version", ""))
+    except ValueError:
+        raise FileFormatError(f"{str(path)!r} has a damaged format_version; re-save it") from None
+    if version > FORMAT_VERSION:
+        raise FileFormatError(
+            f"{str(path)!r} was written in probe format {version} by a newer probe "
+            f"({meta.get('probe_version', '?')}); this probe reads format {FORMAT_VERSION}: upgrade sigma-probe"
+        )
+    return tensors, meta
+
+
+def _metadata(blob: bytes) -> dict[str, str]:
+    import json
+    import struct
+
+    (size,) = struct.unpack("<Q", blob[:8])
+    header = json.loads(blob[8 : 8 + size])
+    meta = header.get("__metadata__") or {}
+    if not isinstance(meta, dict):
+        raise ValueError("metadata is not a mapping")
+    return {str(k): str(v) for k, v in meta.items()}

@@ -1,0 +1,24 @@
+"""Heatmaps of sigma over words, drawn without pyplot's global state."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+
+def word_heatmap(values: np.ndarray, words: list[str], rows: list[str], title: str, path: str | Path | None = None):
+    """A [rows, words] heatmap in the seed's colours (dark = kept), words as labels, a colour bar."""
+    from matplotlib.figure import Figure
+
+    height = 1.6 + 0.45 * len(rows)
+    fig = Figure(figsize=(max(4.0, 0.6 * len(words) + 2.0), height), layout="constrained")
+    ax = fig.add_subplot()
+    image = ax.imshow(values, cmap="GnBu_r", aspect="auto")
+    ax.set_xticks(range(len(words)), labels=words, rotation=45, ha="right")
+    ax.set_yticks(range(len(rows)), labels=rows)
+    ax.set_title(title)
+    fig.colorbar(image, ax=ax)
+    if path is not None:
+        fig.savefig(path, dpi=120)
+    return fig

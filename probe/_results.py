@@ -1,0 +1,267 @@
+"""Results: one layer's ``Explanation`` and a many-layer ``Sweep``; plain safetensors files."""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ._files import read_tensors, write_tensors
+from ._objective import information_loss
+from .errors import FileFormatError, InputError
+
+FORMAT_VERSION = 1
+
+
+@dataclass
+class Explanation:
+    """How much of each word one hidden state keeps: per-word sigma, small = kept.
+
+    >>> exp = probe.explain(lambda x: x.sum(0), torch.randn(3, 8), words=["a", "b", "c"])
+    >>> exp.sigma.shape, exp.words
+    (torch.Size([3]), ['a', 'b', 'c'])
+    >>> exp.save("a.safetensors"); probe.load("a.safetensors").words
+    ['a', 'b', 'c']
+    """
+
+    sigma: torch.Tensor
+    words: list[str]
+    scale: float
+    rate: float
+    width: int
+    layer: str = ""
+    regularization: torch.Tensor | None = None
+    loss: float = math.nan
+    converged: bool = False
+    steps: int = 0
+    settings: dict[str, str] = field(default_factory=dict)
+    curve: list[float] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.sigma = self.sigma.detach().to("cpu", torch.float32)
+        if len(self.words) != len(self.sigma):
+            raise InputError(f"words has {len(self.words)} entries but sigma has {len(self.sigma)}; pass one word per token")
+
+    @property
+    def information_loss(self) -> torch.Tensor:
+        """Per-word information loss ``H_i = K/2 log(2 pi e) + K log sigma_i`` in nats."""
+        return information_loss(self.sigma, self.width)
+
+    @property
+    def total_information_loss(self) -> float:
+        """The sentence's information loss: the sum over its words, in nats."""
+        return float(self.information_loss.to(torch.float64).sum())
+
+    @property
+    def relative_sigma(self) -> torch.Tensor:
+        """``sigma / scale`` in (0, 1]: near 1, the word's information is lost at this layer."""
+        return self.sigma / self.scale
+
+    def table(self, bar_width: int = 30) -> str:
+        """A per-word table: word, sigma, sigma/scale, information loss, and a bar (longer = kept more)."""
+        title = f"layer {self.layer}" if self.layer else "explanation"
+        width = max([4, *(len(w) for w in self.words)])
+        lines = [title, f"{'word':<{width}}  {'sigma':>10}  {'sigma/scale':>11}  {'info loss':>10}  kept"]
+        for word, s, rel, h in zip(self.words, self.sigma.tolist(), self.relative_sigma.tolist(), self.information_loss.tolist()):
+            bar = "#" * round(max(0.0, 1.0 - rel) * bar_width)
+            lines.append(f"{word:<{width}}  {s:>10.4g}  {rel:>11.3f}  {h:>10.1f}  {bar}")
+        lines.append(f"total information loss {self.total_information_loss:.1f} nats; converged {self.converged} after {self.steps} steps")
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.table()
+
+    def plot(self, path: str | Path | None = None):
+        """The seed's word heatmap of sigma (dark = kept) with a colour bar; with a path, also a PNG.
+
+        >>> fig = exp.plot("exp.png")
+        """
+        from ._plots import word_heatmap
+
+        return word_heatmap(self.sigma[None].numpy(), self.words, [""], self.layer or "sigma", path)
+
+    def save(self, path: str | Path) -> None:
+        """Writes a plain safetensors file (atomically); ``probe.load`` reads it back.
+
+        >>> exp.save("exp.safetensors")
+        """
+        tensors = {"sigma": self.sigma, "information_loss": self.information_loss, "loss_curve": torch.tensor(self.curve, dtype=torch.float64)}
+        if self.regularization is not None:
+            tensors["regularization"] = self.regularization.detach().cpu().contiguous()
+        write_tensors(path, tensors, {"kind": "explanation", **self._metadata()})
+
+    def _metadata(self) -> dict[str, str]:
+        return {
+            "words": json.dumps(self.words),
+            "layer": self.layer,
+            "scale": repr(float(self.scale)),
+            "rate": repr(float(self.rate)),
+            "width": str(self.width),
+            "loss": repr(float(self.loss)),
+            "converged": json.dumps(bool(self.converged)),
+            "steps": str(self.steps),
+            "settings": json.dumps(self.settings),
+        }
+
+    @classmethod
+    def _from_file(cls, tensors: Mapping[str, torch.Tensor], meta: Mapping[str, str], path: str) -> "Explanation":
+        sigma = _tensor(tensors, "sigma", path, ndim=1)
+        curve = tensors.get("loss_curve", torch.zeros(0))
+        return cls(
+            sigma=sigma,
+            regularization=tensors.get("regularization"),
+            curve=curve.tolist(),
+            **_fields(meta, path, len(sigma)),
+        )
+
+
+class Sweep(Mapping[str, Explanation]):
+    """Explanations of several layers of one sentence; ``sweep[name]`` is one layer's.
+
+    >>> sweep.sigma.shape          # [layers, tokens]
+    torch.Size([6, 14])
+    >>> sweep["encoder.layer.2"].words[:2]
+    ['[CLS]', 'rare']
+    """
+
+    def __init__(self, explanations: Mapping[str, Explanation]) -> None:
+        if not explanations:
+            raise InputError("a sweep needs at least one layer")
+        self._by_layer = dict(explanations)
+        words = {tuple(e.words) for e in self._by_layer.values()}
+        if len(words) != 1:
+            raise InputError("every layer of a sweep must explain the same words")
+
+    def __getitem__(self, layer: str) -> Explanation:
+        return self._by_layer[layer]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._by_layer)
+
+    def __len__(self) -> int:
+        return len(self._by_layer)
+
+    def __repr__(self) -> str:
+        return f"Sweep(layers={self.layers}, words={self.words})"
+
+    @property
+    def layers(self) -> list[str]:
+        return list(self._by_layer)
+
+    @property
+    def words(self) -> list[str]:
+        return next(iter(self._by_layer.values())).words
+
+    @property
+    def sigma(self) -> torch.Tensor:
+        """Sigma of every layer: [layers, tokens]."""
+        return torch.stack([e.sigma for e in self._by_layer.values()])
+
+    @property
+    def information_loss(self) -> torch.Tensor:
+        """Per-word information loss of every layer: [layers, tokens], nats."""
+        return torch.stack([e.information_loss for e in self._by_layer.values()])
+
+    def table(self) -> str:
+        """Every layer's per-word table, one after the other."""
+        return "\n\n".join(e.table() for e in self._by_layer.values())
+
+    def __str__(self) -> str:
+        return self.table()
+
+    def plot(self, path: str | Path | None = None):
+        """The layer-by-word heatmap of sigma / scale (dark = kept); with a path, also a PNG.
+
+        >>> fig = sweep.plot("sweep.png")
+        """
+        from ._plots import word_heatmap
+
+        rel = torch.stack([e.relative_sigma for e in self._by_layer.values()])
+        return word_heatmap(rel.numpy(), self.words, self.layers, "sigma / scale by layer", path)
+
+    def save(self, path: str | Path) -> None:
+        """Writes every layer into one safetensors file (atomically); ``probe.load`` reads it back.
+
+        >>> sweep.save("sweep.safetensors")
+        """
+        tensors: dict[str, torch.Tensor] = {"sigma": self.sigma, "information_loss": self.information_loss}
+        layers = []
+        for i, e in enumerate(self._by_layer.values()):
+            tensors[f"loss_curve.{i}"] = torch.tensor(e.curve, dtype=torch.float64)
+            if e.regularization is not None:
+                tensors[f"regularization.{i}"] = e.regularization.detach().cpu().contiguous()
+            layers.append(e._metadata())
+        write_tensors(path, tensors, {"kind": "sweep", "layers": json.dumps(layers)})
+
+    @classmethod
+    def _from_file(cls, tensors: Mapping[str, torch.Tensor], meta: Mapping[str, str], path: str) -> "Sweep":
+        sigma = _tensor(tensors, "sigma", path, ndim=2)
+        try:
+            layers = json.loads(meta["layers"])
+            assert isinstance(layers, list) and all(isinstance(m, dict) for m in layers)
+        except (KeyError, ValueError, AssertionError):
+            raise FileFormatError(f"{path!r}: the metadata 'layers' is missing or damaged; re-save the sweep") from None
+        if len(layers) != sigma.shape[0]:
+            raise FileFormatError(f"{path!r}: sigma has {sigma.shape[0]} layers but the metadata names {len(layers)}")
+        explanations = {}
+        for i, m in enumerate(layers):
+            e = Explanation(
+                sigma=sigma[i],
+                regularization=tensors.get(f"regularization.{i}"),
+                curve=tensors.get(f"loss_curve.{i}", torch.zeros(0)).tolist(),
+                **_fields(m, path, sigma.shape[1]),
+            )
+            explanations[e.layer or str(i)] = e
+        return cls(explanations)
+
+
+def _tensor(tensors: Mapping[str, torch.Tensor], name: str, path: str, ndim: int) -> torch.Tensor:
+    t = tensors.get(name)
+    if t is None or t.ndim != ndim or not t.is_floating_point():
+        raise FileFormatError(f"{path!r}: tensor {name!r} is missing or has the wrong shape; re-save the result")
+    return t
+
+
+def _fields(meta: Mapping[str, str], path: str, tokens: int) -> dict:
+    """The Explanation fields stored as string metadata, checked against the tensors."""
+    try:
+        words = json.loads(meta["words"])
+        fields = dict(
+            words=words,
+            layer=str(meta.get("layer", "")),
+            scale=float(meta["scale"]),
+            rate=float(meta["rate"]),
+            width=int(meta["width"]),
+            loss=float(meta.get("loss", "nan")),
+            converged=bool(json.loads(meta.get("converged", "false"))),
+            steps=int(meta.get("steps", "0")),
+            settings=json.loads(meta.get("settings", "{}")),
+        )
+    except (KeyError, ValueError, TypeError) as err:
+        raise FileFormatError(f"{path!r}: metadata is missing or damaged ({err}); re-save the result") from None
+    if not (isinstance(words, list) and all(isinstance(w, str) for w in words)) or len(words) != tokens:
+        raise FileFormatError(f"{path!r}: metadata 'words' does not match the {tokens} tokens of sigma")
+    if not isinstance(fields["settings"], dict):
+        raise FileFormatError(f"{path!r}: metadata 'settings' is damaged")
+    return fields
+
+
+def load(path: str | Path) -> Explanation | Sweep:
+    """Reads a result that ``Explanation.save`` or ``Sweep.save`` wrote.
+
+    >>> exp = probe.load("exp.safetensors")
+    """
+    tensors, meta = read_tensors(path)
+    kind = meta.get("kind")
+    if kind == "explanation":
+        return Explanation._from_file(tensors, meta, str(path))
+    if kind == "sweep":
+        return Sweep._from_file(tensors, meta, str(path))
+    raise FileFormatError(f"{str(path)!r} is a probe file of kind {kind!r}, which probe.load does not read")
+
+
+__all__ = ["Explanation", "Sweep", "load", "FORMAT_VERSION"]

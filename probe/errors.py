@@ -1,0 +1,82 @@
+"""Errors a user can cause. Each says what was wrong and how to fix it.
+
+Catch them all with ``except probe.ProbeError``::
+
+    try:
+        probe.load("missing.safetensors")
+    except probe.ProbeError as err:
+        print(err)
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class ProbeError(Exception):
+    """Base class of every error probe raises for a user mistake.
+
+    >>> isinstance(probe.errors.InputError("bad"), probe.ProbeError)
+    True
+    """
+
+
+class InputError(ProbeError, ValueError):
+    """An argument, input or setting that cannot be used as given.
+
+    >>> raise InputError("words has 3 entries but x has 5 tokens; pass one word per token")
+    """
+
+
+class RegularizationError(InputError):
+    """A regularization of the wrong shape, or with NaN or inf.
+
+    >>> raise RegularizationError("regularization has shape (3,), expected one broadcastable to (384,)")
+    """
+
+
+class LayerError(ProbeError, KeyError):
+    """A layer name the model does not have, or a layer that cannot be explained.
+
+    >>> raise LayerError("no layer 'encoder.layr.2'; did you mean 'encoder.layer.2'?")
+    """
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class ModelError(ProbeError, RuntimeError):
+    """The model rejected the inputs, or produced NaN/inf, while probe ran it.
+
+    >>> raise ModelError("the model rejected the inputs: ...")
+    """
+
+
+class ProbeFileNotFoundError(ProbeError, FileNotFoundError):
+    """A file to load does not exist.
+
+    >>> raise ProbeFileNotFoundError("no file 'x.safetensors'")
+    """
+
+
+class FileFormatError(ProbeError, ValueError):
+    """A file that is not a probe result, is damaged, or comes from a newer probe.
+
+    >>> raise FileFormatError("'x.safetensors' is truncated or not a safetensors file")
+    """
+
+
+class UnsafeFileError(ProbeError):
+    """A saved file whose loading would run code; pass trust_pickle=True only for files you trust.
+
+    >>> raise UnsafeFileError("'m.pt' holds a pickled object; ...")
+    """
+
+
+def close_matches(name: str, candidates: Iterable[str], n: int = 3) -> str:
+    """A ' did you mean ...?' suffix for an error message, or '' when nothing is close."""
+    matches = difflib.get_close_matches(name, list(candidates), n=n, cutoff=0.6)
+    if not matches:
+        return ""
+    return "; did you mean " + " or ".join(repr(m) for m in matches) + "?"
