@@ -16,13 +16,16 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
-Phi = Callable[[torch.Tensor], torch.Tensor]
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+PhiFn = Callable[[torch.Tensor], torch.Tensor]
 
 CORPUS_PATH = Path(__file__).with_name("corpus.txt")
 SEED_SENTENCE = "rare bird has more than enough charm to make it memorable."
@@ -48,7 +51,7 @@ def _distortion(s_tilde: torch.Tensor, s: torch.Tensor, w: torch.Tensor | None) 
 
 def seed_optimize(
     x: torch.Tensor,
-    Phi: Phi,
+    Phi: PhiFn,
     scale: float,
     rate: float = 0.1,
     regularization: torch.Tensor | np.ndarray | None = None,
@@ -66,7 +69,7 @@ def seed_optimize(
     """
     torch.manual_seed(seed)
     n, k = x.shape
-    logits = torch.nn.Parameter(torch.randn(n, 1))
+    logits = torch.nn.Parameter(torch.randn(n, 1).to(x.device))
     w = _feature_weights(regularization, x)
     optimizer = torch.optim.Adam([logits], lr=lr)
     best_loss = math.inf
@@ -74,19 +77,19 @@ def seed_optimize(
     for _ in range(iterations):
         optimizer.zero_grad()
         ratios = torch.sigmoid(logits)
-        x_tilde = x + ratios * torch.randn(n, k) * scale
+        x_tilde = x + ratios * torch.randn(n, k).to(x.device) * scale
         loss = _distortion(Phi(x_tilde), Phi(x), w) - torch.mean(torch.log(ratios)) * rate
         loss.backward()
         optimizer.step()
         if loss.item() < best_loss:
             best_loss = loss.item()
             best_logits = logits.detach().clone()
-    return (torch.sigmoid(best_logits)[:, 0] * scale).numpy()
+    return (torch.sigmoid(best_logits)[:, 0] * scale).cpu().numpy()
 
 
 def reference_optimum(
     x: torch.Tensor,
-    Phi_batched: Phi,
+    Phi_batched: PhiFn,
     scale: float,
     rate: float = 0.1,
     regularization: torch.Tensor | np.ndarray | None = None,
@@ -156,16 +159,16 @@ class MiniLMCase:
     """The seed's sentence through the first ``layer_count`` layers of all-MiniLM-L6-v2."""
 
     model: torch.nn.Module
-    tokenizer: object
+    tokenizer: PreTrainedTokenizerBase
     words: list[str]
     x: torch.Tensor  # [n, 384], the embedding-layer output
-    phi_batched: Phi  # [M, n, 384] -> [M, n, 384]
-    phi: Phi  # [n, 384] -> [n, 384]
+    phi_batched: PhiFn  # [M, n, 384] -> [M, n, 384]
+    phi: PhiFn  # [n, 384] -> [n, 384]
     scale: float  # 10 * std of the word-embedding weights
     regularization: torch.Tensor  # [384], corpus std of the length-averaged layer output
 
 
-def _embed(model: torch.nn.Module, tokenizer: object, sentence: str) -> tuple[torch.Tensor, list[str]]:
+def _embed(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, sentence: str) -> tuple[torch.Tensor, list[str]]:
     """Embedding-layer output ``[n, K]`` of one sentence, and its tokens."""
     enc = tokenizer(sentence, return_tensors="pt")
     with torch.no_grad():
@@ -199,6 +202,6 @@ def minilm_case(layer_count: int = 3) -> MiniLMCase:
     sentences = [line.strip() for line in CORPUS_PATH.read_text().splitlines() if line.strip()]
     with torch.no_grad():
         pooled = torch.stack([phi(_embed(model, tokenizer, t)[0]).mean(dim=0) for t in sentences])
-    regularization = pooled.double().std(dim=0, unbiased=False).float()
+    regularization = pooled.double().std(dim=0, correction=0).float()
     scale = 10 * model.embeddings.word_embeddings.weight.std().item()
     return MiniLMCase(model, tokenizer, words, x, phi_batched, phi, scale, regularization)

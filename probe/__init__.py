@@ -16,9 +16,13 @@ from ._results import Explanation, Sweep, load
 from ._seed_api import Interpreter, calculate_regularization
 from ._solver import SolverSettings
 from .errors import ProbeError
+from ._attach import attach
+from . import adapters
 
 __all__ = [
     "Explanation",
+    "adapters",
+    "attach",
     "Interpreter",
     "ProbeError",
     "SolverSettings",

@@ -108,8 +108,8 @@ def solve(
         for b in range(B)
         for o in range(len(clean))
     ]
-    _linear_start(forward, x, token_mask, clean, weights, targets, scale, rate, seeds, settings)
     chunk = _chunk_rows(forward, x, settings.memory)
+    _linear_start(forward, x, token_mask, clean, weights, targets, scale, rate, seeds, settings, 4 * chunk)
     for step in range(settings.max_steps):
         active = [t for t in targets if not t.converged]
         if not active:
@@ -135,7 +135,7 @@ def _rows_of_energy(out: torch.Tensor, clean: torch.Tensor, weight: torch.Tensor
     return diff.flatten(1).sum(1)
 
 
-def _linear_start(forward, x, token_mask, clean, weights, targets, scale, rate, seeds, settings) -> None:
+def _linear_start(forward, x, token_mask, clean, weights, targets, scale, rate, seeds, settings, chunk) -> None:
     """Sets every target's sigma from per-token energies measured one token at a time."""
     B, n, K = x.shape
     k = max(1, settings.probes)
@@ -153,7 +153,6 @@ def _linear_start(forward, x, token_mask, clean, weights, targets, scale, rate, 
     tokens_t = torch.tensor(tokens, device=x.device)
     delta = torch.cat(deltas)
     energies = [torch.zeros(len(rows), dtype=torch.float64, device=x.device) for _ in clean]
-    chunk = max(1, 4 * _chunk_rows(forward, x, 4 * settings.memory))
     with torch.no_grad():
         for start in range(0, len(rows), chunk):
             sl = slice(start, start + chunk)
@@ -180,7 +179,10 @@ def _fixed_point(energy: torch.Tensor, tokens: torch.Tensor, scale: float, rate:
 
 
 def _chunk_rows(forward: Forward, x: torch.Tensor, memory: int) -> int:
-    """How many rows one backward chunk may hold, from the bytes autograd saves for one row."""
+    """How many rows one backward chunk may hold, from the bytes autograd saves for one row.
+
+    A forward pass without gradients keeps far less, so the linearised start uses four times as many.
+    """
     saved = 0
 
     def pack(t: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,120 @@
+"""The generic adapter: any model whose attached layers return tensors, batch first.
+
+Every other adapter subclasses it and changes only what its architecture does differently.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import nn
+
+
+class Adapter:
+    """How probe reads one architecture: its inputs, its padding, its layers' outputs.
+
+    Subclass it and register the subclass to teach probe a new architecture::
+
+        class MyAdapter(probe.adapters.Adapter):
+            name = "mine"
+            @classmethod
+            def matches(cls, model, layers):
+                return isinstance(model, MyModel)
+
+        probe.adapters.register(MyAdapter)
+    """
+
+    name = "generic"
+
+    def __init__(self, model: nn.Module, layers: Sequence[nn.Module]) -> None:
+        self.model = model
+        self.layers = list(layers)
+        self.embedding_module: nn.Module | None = None
+        """The module probe perturbs, set by ``probe.attach`` once it is known."""
+
+    @classmethod
+    def matches(cls, model: nn.Module, layers: Sequence[nn.Module]) -> bool:
+        """Whether this adapter is the right one for ``model`` explained at ``layers``."""
+        return True
+
+    def embedding(self) -> nn.Module | None:
+        """The module whose output is perturbed; None means the first ``nn.Embedding`` called."""
+        return None
+
+    def batch_axis(self) -> int:
+        """The batch axis of the model's inputs and of the embedding output (0, or 1 when sequence first)."""
+        return 0
+
+    def word_embedding_weight(self, embedding: nn.Module) -> torch.Tensor | None:
+        """The word-embedding matrix whose std sets the default scale."""
+        get = getattr(self.model, "get_input_embeddings", None)
+        found = get() if callable(get) else None
+        if isinstance(found, nn.Embedding):
+            return found.weight
+        if isinstance(embedding, nn.Embedding):
+            return embedding.weight
+        first = next((m for m in self.model.modules() if isinstance(m, nn.Embedding)), None)
+        return None if first is None else first.weight
+
+    def token_mask(self, inputs, embedding_input, batch: int, tokens: int) -> torch.Tensor:
+        """Real (not padded) tokens, [batch, tokens]: ids that are not the embedding's padding index."""
+        embedding = self.embedding_module
+        ids = embedding_input
+        if isinstance(embedding, nn.Embedding) and embedding.padding_idx is not None and isinstance(ids, torch.Tensor):
+            mask = ids != embedding.padding_idx
+            return mask.movedim(self.batch_axis(), 0) if self.batch_axis() else mask
+        return torch.ones(batch, tokens, dtype=torch.bool)
+
+    def index(self, inputs, rows: torch.Tensor, batch: int):
+        """The model inputs for ``rows`` of the batch: every tensor with a batch axis of size ``batch`` indexed."""
+        axis = self.batch_axis()
+
+        def pick(value):
+            if isinstance(value, torch.Tensor) and value.ndim > axis and value.shape[axis] == batch:
+                return value.index_select(axis, rows.to(value.device))
+            if isinstance(value, torch.Tensor) and value.ndim == 1 and value.shape[0] == batch:
+                return value.index_select(0, rows.to(value.device))
+            return value
+
+        if isinstance(inputs, Mapping):
+            return {k: pick(v) for k, v in inputs.items()}
+        if isinstance(inputs, tuple):
+            return tuple(pick(v) for v in inputs)
+        return pick(inputs)
+
+    def to_device(self, inputs, device: torch.device):
+        """The inputs with every tensor on the model's device."""
+        if isinstance(inputs, Mapping):
+            return {k: self.to_device(v, device) for k, v in inputs.items()}
+        if isinstance(inputs, tuple):
+            return tuple(self.to_device(v, device) for v in inputs)
+        return inputs.to(device) if isinstance(inputs, torch.Tensor) else inputs
+
+    def embedding_to_batch_first(self, value: torch.Tensor) -> torch.Tensor:
+        """The embedding output as [batch, tokens, features]."""
+        return value.movedim(self.batch_axis(), 0) if self.batch_axis() else value
+
+    def embedding_from_batch_first(self, value: torch.Tensor) -> torch.Tensor:
+        """[batch, tokens, features] back into the embedding module's own layout."""
+        return value.movedim(0, self.batch_axis()) if self.batch_axis() else value
+
+    def output(self, module: nn.Module, value, tokens: int):
+        """A layer's output reduced to one tensor, batch first: a tuple or ModelOutput gives its first tensor."""
+        if isinstance(value, Mapping):
+            value = next((v for v in value.values() if isinstance(v, torch.Tensor)), value)
+        elif isinstance(value, (tuple, list)):
+            value = next((v for v in value if isinstance(v, torch.Tensor)), value)
+        return value
+
+    def length_axis(self, shape: torch.Size, tokens: int) -> int | None:
+        """The axis of a per-sentence output that runs over the input tokens, if any (first of size ``tokens``)."""
+        return next((i for i, size in enumerate(shape) if size == tokens), None)
+
+    def words(self, inputs, tokenizer, row: int, mask: torch.Tensor) -> list[str] | None:
+        """The words of sentence ``row`` (its real tokens) from the tokenizer, or None when unknown."""
+        ids = inputs.get("input_ids") if isinstance(inputs, Mapping) else inputs if isinstance(inputs, torch.Tensor) else None
+        if tokenizer is None or not isinstance(ids, torch.Tensor) or ids.dtype not in (torch.int32, torch.int64):
+            return None
+        ids = ids.movedim(self.batch_axis(), 0) if self.batch_axis() else ids
+        return list(tokenizer.convert_ids_to_tokens(ids[row][mask.to(ids.device)].tolist()))

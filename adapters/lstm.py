@@ -1,0 +1,85 @@
+"""Recurrent models (nn.LSTM, nn.GRU, nn.RNN): sequence-first layouts, packed sequences, lengths."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import nn
+from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
+
+from .generic import Adapter
+
+
+def _recurrent(model: nn.Module, layers: Sequence[nn.Module]) -> nn.RNNBase | None:
+    for layer in layers:
+        if isinstance(layer, nn.RNNBase):
+            return layer
+    return next((m for m in model.modules() if isinstance(m, nn.RNNBase)), None)
+
+
+class LSTMAdapter(Adapter):
+    """nn.LSTM/GRU/RNN, batch first or not: a PackedSequence output becomes the padded batch-first
+    tensor, a sequence-first output is made batch first, and a 1-D ``lengths`` input marks padding.
+    """
+
+    name = "lstm"
+
+    @classmethod
+    def matches(cls, model: nn.Module, layers: Sequence[nn.Module]) -> bool:
+        return _recurrent(model, layers) is not None
+
+    def batch_axis(self) -> int:
+        rnn = _recurrent(self.model, self.layers)
+        return 0 if rnn is None or rnn.batch_first else 1
+
+    def token_mask(self, inputs, embedding_input, batch: int, tokens: int) -> torch.Tensor:
+        lengths = _lengths(inputs, batch)
+        if lengths is not None:
+            return torch.arange(tokens)[None, :] < lengths.cpu()[:, None]
+        return super().token_mask(inputs, embedding_input, batch, tokens)
+
+    def index(self, inputs, rows: torch.Tensor, batch: int):
+        lengths = _lengths(inputs, batch)
+        picked = super().index(inputs, rows, batch)
+        if lengths is None:
+            return picked
+        chosen = lengths.index_select(0, rows.to(lengths.device))
+        if isinstance(picked, Mapping):
+            return {k: chosen if v is lengths else picked[k] for k, v in inputs.items()}
+        return tuple(chosen if v is lengths else p for v, p in zip(inputs, picked))
+
+    def to_device(self, inputs, device: torch.device):
+        """As the generic adapter, but a lengths tensor stays on the CPU, where packing needs it."""
+        lengths = _lengths(inputs, _batch(inputs, self.batch_axis()))
+        moved = super().to_device(inputs, device)
+        if lengths is None:
+            return moved
+        if isinstance(inputs, Mapping):
+            return {k: lengths if v is lengths else moved[k] for k, v in inputs.items()}
+        return tuple(lengths if v is lengths else m for v, m in zip(inputs, moved))
+
+    def output(self, module: nn.Module, value, tokens: int):
+        if isinstance(value, tuple) and value and isinstance(value[0], PackedSequence):
+            value = value[0]
+        if isinstance(value, PackedSequence):
+            return pad_packed_sequence(value, batch_first=True, total_length=tokens)[0]
+        value = super().output(module, value, tokens)
+        if isinstance(module, nn.RNNBase) and not module.batch_first and isinstance(value, torch.Tensor) and value.ndim == 3:
+            return value.transpose(0, 1)
+        return value
+
+
+def _lengths(inputs, batch: int) -> torch.Tensor | None:
+    """A 1-D integer input with one entry per sentence: the sentence lengths."""
+    values = inputs.values() if isinstance(inputs, Mapping) else inputs if isinstance(inputs, tuple) else ()
+    for value in values:
+        if isinstance(value, torch.Tensor) and value.ndim == 1 and value.shape[0] == batch and not value.is_floating_point():
+            return value
+    return None
+
+
+def _batch(inputs, axis: int) -> int:
+    """The batch size: the batch axis of the first input with two or more axes."""
+    values = inputs.values() if isinstance(inputs, Mapping) else inputs if isinstance(inputs, tuple) else (inputs,)
+    return next((v.shape[axis] for v in values if isinstance(v, torch.Tensor) and v.ndim >= 2), -1)

