@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-import tempfile
+import secrets
 from pathlib import Path
 
 import torch
@@ -28,7 +28,7 @@ def write_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: 
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise ProbeFileNotFoundError(f"the folder {str(folder)!r} does not exist; create it first")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=folder)
+    fd, tmp = _temporary_beside(path)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(blob)
@@ -40,9 +40,18 @@ def write_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: 
         raise
 
 
+def _temporary_beside(path: Path) -> tuple[int, Path]:
+    """A new file next to ``path`` with the umask's mode: mkstemp's 0600 would stick after the rename."""
+    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+    return os.open(tmp, flags, 0o666), tmp
+
+
 def read_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Tensors and metadata of a probe safetensors file; a ProbeError for anything else."""
     path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{str(path)!r} is a folder; give the path of a .safetensors file that probe saved")
     if not path.is_file():
         raise ProbeFileNotFoundError(f"no file {str(path)!r}; check the path (probe results end in .safetensors)")
     blob = path.read_bytes()

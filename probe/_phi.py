@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import torch
@@ -13,10 +12,10 @@ Phi = Callable[[torch.Tensor], torch.Tensor]
 
 
 def batched(phi: Phi, x: torch.Tensor, is_batched: bool) -> Callable[[torch.Tensor], torch.Tensor]:
-    """``[R, n, K] -> [R, ...]``: ``phi`` itself when ``is_batched``, else vmapped or looped, whichever is faster.
+    """``[R, n, K] -> [R, ...]``: ``phi`` itself when ``is_batched``, else vmapped when vmap reproduces it, else looped.
 
-    vmap is exact only for functions it can trace, and its overhead dominates cheap ones, so it is
-    used only where it reproduces ``phi`` and beats a plain loop over the rows.
+    The choice depends only on ``phi`` and ``x``, never on timings: vmap and a loop can differ in
+    the last bits, and the same seed must give the same sigma on every run.
     """
     if is_batched:
         return phi
@@ -28,20 +27,12 @@ def batched(phi: Phi, x: torch.Tensor, is_batched: bool) -> Callable[[torch.Tens
     trial = x[None].repeat(4, *([1] * x.ndim))
     try:
         with torch.no_grad():
-            loop_seconds, expected = _timed(looped, trial)
-            vmap_seconds, got = _timed(vmapped, trial)
-        if got.shape == expected.shape and torch.allclose(got, expected, rtol=1e-4, atol=1e-6) and vmap_seconds < loop_seconds:
+            expected, got = looped(trial), vmapped(trial)
+        if got.shape == expected.shape and torch.allclose(got, expected, rtol=1e-4, atol=1e-6):
             return vmapped
     except Exception:  # vmap cannot trace every function (in-place ops, .item(), data-dependent flow)
         pass
     return looped
-
-
-def _timed(fn: Callable[[torch.Tensor], torch.Tensor], xb: torch.Tensor) -> tuple[float, torch.Tensor]:
-    fn(xb)
-    start = time.perf_counter()
-    out = fn(xb)
-    return time.perf_counter() - start, out
 
 
 def hidden_state(phi: Phi, x: torch.Tensor) -> torch.Tensor:

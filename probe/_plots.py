@@ -2,17 +2,29 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
 
-def word_heatmap(values: np.ndarray, words: list[str], rows: list[str], title: str, path: str | Path | None = None):
-    """A [rows, words] heatmap in the seed's colours (dark = kept), words as labels, a colour bar."""
+def word_heatmap(
+    values: np.ndarray,
+    words: list[str],
+    rows: list[str],
+    title: str,
+    path: str | Path | None = None,
+    new_figure: Callable | None = None,
+):
+    """A [rows, words] heatmap in the seed's colours (dark = kept), words as labels, a colour bar.
+
+    ``new_figure`` makes the empty figure: a plain ``Figure`` by default, so nothing piles up in
+    pyplot; ``plt.figure`` for a figure that ``plt.show`` can display on any matplotlib version.
+    """
     from matplotlib.figure import Figure
 
     height = 1.6 + 0.45 * len(rows)
-    fig = Figure(figsize=(max(4.0, 0.6 * len(words) + 2.0), height), layout="constrained")
+    fig = (new_figure or Figure)(figsize=(max(4.0, 0.6 * len(words) + 2.0), height), layout="constrained")
     ax = fig.add_subplot()
     image = ax.imshow(values, cmap="GnBu_r", aspect="auto")
     ax.set_xticks(range(len(words)), labels=words, rotation=45, ha="right")

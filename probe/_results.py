@@ -10,11 +10,9 @@ from pathlib import Path
 
 import torch
 
-from ._files import read_tensors, write_tensors
+from ._files import FORMAT_VERSION, read_tensors, write_tensors
 from ._objective import information_loss
 from .errors import FileFormatError, InputError
-
-FORMAT_VERSION = 1
 
 
 @dataclass
@@ -43,26 +41,42 @@ class Explanation:
 
     def __post_init__(self) -> None:
         self.sigma = self.sigma.detach().to("cpu", torch.float32)
+        self.words, self.layer = [str(w) for w in self.words], str(self.layer)
         if len(self.words) != len(self.sigma):
             raise InputError(f"words has {len(self.words)} entries but sigma has {len(self.sigma)}; pass one word per token")
 
     @property
     def information_loss(self) -> torch.Tensor:
-        """Per-word information loss ``H_i = K/2 log(2 pi e) + K log sigma_i`` in nats."""
+        """Per-word information loss ``H_i = K/2 log(2 pi e) + K log sigma_i`` in nats.
+
+        >>> exp.information_loss.shape        # one value per word
+        torch.Size([3])
+        """
         return information_loss(self.sigma, self.width)
 
     @property
     def total_information_loss(self) -> float:
-        """The sentence's information loss: the sum over its words, in nats."""
+        """The sentence's information loss: the sum over its words, in nats.
+
+        >>> exp.total_information_loss == float(exp.information_loss.double().sum())
+        True
+        """
         return float(self.information_loss.to(torch.float64).sum())
 
     @property
     def relative_sigma(self) -> torch.Tensor:
-        """``sigma / scale`` in (0, 1]: near 1, the word's information is lost at this layer."""
+        """``sigma / scale`` in (0, 1]: near 1, the word's information is lost at this layer.
+
+        >>> bool((exp.relative_sigma <= 1).all())
+        True
+        """
         return self.sigma / self.scale
 
     def table(self, bar_width: int = 30) -> str:
-        """A per-word table: word, sigma, sigma/scale, information loss, and a bar (longer = kept more)."""
+        """A per-word table: word, sigma, sigma/scale, information loss, and a bar (longer = kept more).
+
+        >>> print(exp.table())
+        """
         title = f"layer {self.layer}" if self.layer else "explanation"
         width = max([4, *(len(w) for w in self.words)])
         lines = [title, f"{'word':<{width}}  {'sigma':>10}  {'sigma/scale':>11}  {'info loss':>10}  kept"]
@@ -80,12 +94,21 @@ class Explanation:
 
         >>> fig = exp.plot("exp.png")
         """
+        return self._heatmap(path)
+
+    def _heatmap(self, path: str | Path | None = None, new_figure=None):
+        """``plot``, with the figure made by ``new_figure`` (``plt.figure`` for ``plt.show``)."""
         from ._plots import word_heatmap
 
-        return word_heatmap(self.sigma[None].numpy(), self.words, [""], self.layer or "sigma", path)
+        return word_heatmap(self.sigma[None].numpy(), self.words, [""], self.layer or "sigma", path, new_figure)
 
     def save(self, path: str | Path) -> None:
         """Writes a plain safetensors file (atomically); ``probe.load`` reads it back.
+
+        Tensors ``sigma``, ``information_loss``, ``loss_curve`` and, when given, ``regularization``;
+        string metadata ``words`` (JSON list), ``layer``, ``scale``, ``rate``, ``width``, ``loss``,
+        ``converged``, ``steps``, ``settings`` (JSON), ``format``, ``format_version`` and
+        ``probe_version``, so any safetensors reader can use the file.
 
         >>> exp.save("exp.safetensors")
         """
@@ -150,24 +173,45 @@ class Sweep(Mapping[str, Explanation]):
 
     @property
     def layers(self) -> list[str]:
+        """The explained layers' names, in order.
+
+        >>> sweep.layers[0]
+        'encoder.layer.0'
+        """
         return list(self._by_layer)
 
     @property
     def words(self) -> list[str]:
+        """The sentence's words, shared by every layer.
+
+        >>> sweep.words[:2]
+        ['[CLS]', 'rare']
+        """
         return next(iter(self._by_layer.values())).words
 
     @property
     def sigma(self) -> torch.Tensor:
-        """Sigma of every layer: [layers, tokens]."""
+        """Sigma of every layer: [layers, tokens].
+
+        >>> sweep.sigma.shape
+        torch.Size([6, 14])
+        """
         return torch.stack([e.sigma for e in self._by_layer.values()])
 
     @property
     def information_loss(self) -> torch.Tensor:
-        """Per-word information loss of every layer: [layers, tokens], nats."""
+        """Per-word information loss of every layer: [layers, tokens], nats.
+
+        >>> sweep.information_loss.shape
+        torch.Size([6, 14])
+        """
         return torch.stack([e.information_loss for e in self._by_layer.values()])
 
     def table(self) -> str:
-        """Every layer's per-word table, one after the other."""
+        """Every layer's per-word table, one after the other.
+
+        >>> print(sweep.table())
+        """
         return "\n\n".join(e.table() for e in self._by_layer.values())
 
     def __str__(self) -> str:
@@ -186,16 +230,20 @@ class Sweep(Mapping[str, Explanation]):
     def save(self, path: str | Path) -> None:
         """Writes every layer into one safetensors file (atomically); ``probe.load`` reads it back.
 
+        Tensors ``sigma`` and ``information_loss`` [layers, tokens], ``loss_curve.{i}`` and
+        ``regularization.{i}`` per layer; string metadata ``words`` (JSON list) and ``layers`` (a JSON
+        list with each layer's ``name`` and the metadata an Explanation file has).
+
         >>> sweep.save("sweep.safetensors")
         """
         tensors: dict[str, torch.Tensor] = {"sigma": self.sigma, "information_loss": self.information_loss}
         layers = []
-        for i, e in enumerate(self._by_layer.values()):
+        for i, (name, e) in enumerate(self._by_layer.items()):
             tensors[f"loss_curve.{i}"] = torch.tensor(e.curve, dtype=torch.float64)
             if e.regularization is not None:
                 tensors[f"regularization.{i}"] = e.regularization.detach().cpu().contiguous()
-            layers.append(e._metadata())
-        write_tensors(path, tensors, {"kind": "sweep", "layers": json.dumps(layers)})
+            layers.append({**e._metadata(), "name": name})
+        write_tensors(path, tensors, {"kind": "sweep", "words": json.dumps(self.words), "layers": json.dumps(layers)})
 
     @classmethod
     def _from_file(cls, tensors: Mapping[str, torch.Tensor], meta: Mapping[str, str], path: str) -> "Sweep":
@@ -215,7 +263,7 @@ class Sweep(Mapping[str, Explanation]):
                 curve=tensors.get(f"loss_curve.{i}", torch.zeros(0)).tolist(),
                 **_fields(m, path, sigma.shape[1]),
             )
-            explanations[e.layer or str(i)] = e
+            explanations[str(m.get("name", e.layer or i))] = e
         return cls(explanations)
 
 

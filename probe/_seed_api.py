@@ -37,7 +37,7 @@ class Interpreter(nn.Module):
         words_checked = check_input(x, words)
         self.scale, self.rate = check_scale_rate(scale, rate)
         self.s, self.d = x.shape
-        self.x = x
+        self.x = x.detach()  # the seed's BERT example passes embeddings with a graph; never backprop into it
         self.Phi = Phi
         self.words = None if words is None else words_checked
         self.ratio = nn.Parameter(torch.randn(self.s, 1, device=x.device), requires_grad=True)
@@ -55,7 +55,10 @@ class Interpreter(nn.Module):
         return full_weight(self._hidden, None, w)
 
     def forward(self, samples: int = 1) -> torch.Tensor:
-        """The seed's noisy loss at the current ``ratio``, averaged over ``samples`` draws."""
+        """The seed's noisy loss at the current ``ratio``, averaged over ``samples`` draws.
+
+        >>> interpreter(samples=8).backward()
+        """
         phi_b = batched(self.Phi, self.x, False)
         return self._loss_of(phi_b, self._weight(), samples)
 
@@ -110,11 +113,18 @@ class Interpreter(nn.Module):
         self._settings = {"optimizer": "adam", "iteration": str(iteration), "lr": str(lr), "samples": str(samples)}
 
     def get_sigma(self) -> np.ndarray:
-        """Sigma per token as a numpy array of shape [n]: small means the hidden state keeps the word."""
+        """Sigma per token as a numpy array of shape [n]: small means the hidden state keeps the word.
+
+        >>> interpreter.get_sigma().shape
+        (5,)
+        """
         return (torch.sigmoid(self.ratio).detach().cpu().numpy()[:, 0] * self.scale).astype(np.float32)
 
     def explanation(self) -> Explanation:
-        """The current sigma as an ``Explanation`` (save, load, plot, information loss)."""
+        """The current sigma as an ``Explanation`` (save, load, plot, information loss).
+
+        >>> interpreter.explanation().save("toy.safetensors")
+        """
         return Explanation(
             sigma=torch.from_numpy(self.get_sigma()),
             words=self.words if self.words is not None else [str(i) for i in range(self.s)],
@@ -130,11 +140,13 @@ class Interpreter(nn.Module):
         )
 
     def visualize(self):
-        """Shows the seed's heatmap of sigma over the words (``plt.show``) and returns the figure."""
+        """Shows the seed's heatmap of sigma over the words (``plt.show``) and returns the figure.
+
+        >>> fig = interpreter.visualize()
+        """
         import matplotlib.pyplot as plt
 
-        fig = self.explanation().plot()
-        plt.figure(fig)
+        fig = self.explanation()._heatmap(new_figure=plt.figure)
         plt.show()
         return fig
 
