@@ -3,7 +3,8 @@
 The AdapterHub library owns the import name ``adapters``, so both the editable install and the wheel
 must expose only ``probe``. Checked from a subprocess whose working directory is outside the
 repository, so the repository root on ``sys.path`` cannot hide a wiring mistake. The wheel is built
-offline (no index, no build isolation) so this runs in CI.
+offline (no index, no build isolation) whenever the environment has the build backend, so this
+runs in CI.
 """
 
 from __future__ import annotations
@@ -17,7 +18,14 @@ import sys
 import zipfile
 from pathlib import Path
 
+from packaging.requirements import Requirement
+
 import probe
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: build the wheel with isolation
+    tomllib = None
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -58,6 +66,25 @@ def test_version_is_the_distributions():
     assert probe.__version__ == importlib.metadata.version("sigma-probe")
 
 
+def offline_build_flags() -> tuple[list[str], dict[str, str]]:
+    """Offline, without build isolation, when this environment meets pyproject's build requirements.
+
+    A venv made by ``python -m venv`` on Python 3.11 carries ensurepip's setuptools 65, too old for
+    this pyproject; then pip fetches the build backend exactly as ``pip install -e`` did.
+    """
+    if tomllib is None:
+        return [], {}
+    requires = tomllib.loads((REPO / "pyproject.toml").read_text())["build-system"]["requires"]
+    for requirement in map(Requirement, requires):
+        try:
+            have = importlib.metadata.version(requirement.name)
+        except importlib.metadata.PackageNotFoundError:
+            return [], {}
+        if not requirement.specifier.contains(have, prereleases=True):
+            return [], {}
+    return ["--no-build-isolation"], {"PIP_NO_INDEX": "1"}
+
+
 def build_wheel(tmp_path: Path) -> Path:
     """Builds the wheel from a copy of the sources, so no build/ or egg-info lands in the repository."""
     source = tmp_path / "source"
@@ -67,9 +94,10 @@ def build_wheel(tmp_path: Path) -> Path:
     for top in REPO.iterdir():
         if top.is_file():
             shutil.copy2(top, source / top.name)
+    flags, env = offline_build_flags()
     done = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist"), str(source)],
-        env=clean_env(PIP_NO_INDEX="1"),
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", *flags, "-w", str(tmp_path / "dist"), str(source)],
+        env=clean_env(**env),
         capture_output=True,
         text=True,
         timeout=300,
