@@ -75,7 +75,7 @@ def explain(
     words = check_input(x, words)
     scale, rate = check_scale_rate(scale, rate)
     settings = settings_from(solver)
-    s = hidden_state(Phi, x)
+    s = hidden_state((lambda v: Phi(v[None])[0]) if batched_phi else Phi, x)
     r = None if regularization is None else as_regularization(regularization, s)
     weight = full_weight(s, None, None if r is None else feature_weights(r))
     phi_b = batched(Phi, x, batched_phi)
