@@ -39,8 +39,11 @@ class Adapter:
         return True
 
     def embedding(self) -> nn.Module | None:
-        """The module whose output is perturbed; None means the first ``nn.Embedding`` called."""
-        return None
+        """The module whose output is perturbed: a HuggingFace model's input embeddings; None means
+        the first ``nn.Embedding`` called."""
+        get = getattr(self.model, "get_input_embeddings", None)
+        found = get() if callable(get) else None
+        return found if isinstance(found, nn.Module) else None
 
     def batch_axis(self) -> int:
         """The batch axis of the model's inputs and of the embedding output (0, or 1 when sequence first)."""

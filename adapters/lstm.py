@@ -39,16 +39,6 @@ class LSTMAdapter(Adapter):
             return torch.arange(tokens)[None, :] < lengths.cpu()[:, None]
         return super().token_mask(inputs, embedding_input, batch, tokens)
 
-    def index(self, inputs, rows: torch.Tensor, batch: int):
-        lengths = _lengths(inputs, batch)
-        picked = super().index(inputs, rows, batch)
-        if lengths is None:
-            return picked
-        chosen = lengths.index_select(0, rows.to(lengths.device))
-        if isinstance(picked, Mapping):
-            return {k: chosen if v is lengths else picked[k] for k, v in inputs.items()}
-        return tuple(chosen if v is lengths else p for v, p in zip(inputs, picked))
-
     def to_device(self, inputs, device: torch.device):
         """As the generic adapter, but a lengths tensor stays on the CPU, where packing needs it."""
         lengths = _lengths(inputs, _batch(inputs, self.batch_axis()))

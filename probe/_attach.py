@@ -70,6 +70,7 @@ class attach:
         self._layers = [modules[n] for n in self._names]
         self.adapter: Adapter = choose(model, self._layers, adapter)
         self._embedding = modules[embedding] if embedding is not None else self.adapter.embedding()
+        self.adapter.embedding_module = self._embedding
         self._select = select
         self._tokenizer = tokenizer if tokenizer is not None else _tokenizer_beside(model)
         self._hooks: list = []
@@ -132,17 +133,25 @@ class attach:
                 return None
             if self._embedded is None:
                 raise LayerError(f"layer {name!r} runs before the embedding, so noise on the words cannot reach it; attach a later layer")
-            value = self.adapter.output(module, output, self._tokens)
-            if self._select is not None:
-                value = self._select(value)
+            value = self._selected(name, self.adapter.output(module, output, self._tokens))
             if not isinstance(value, torch.Tensor) or not value.is_floating_point():
                 raise LayerError(f"layer {name!r} gives {_describe(value)}, not a float tensor; pass select= to pick a tensor from it")
-            self._captured[name] = value
+            # one number per sentence (a neuron, a logit) is a state of one feature
+            self._captured[name] = value[:, None] if value.ndim == 1 else value
             if len(self._captured) == len(self._names):
                 raise _StopForward
             return None
 
         return hook
+
+    def _selected(self, name: str, value):
+        """``select(value)``; its failure is the user's select at fault, not the model."""
+        if self._select is None:
+            return value
+        try:
+            return self._select(value)
+        except Exception as err:
+            raise InputError(f"select failed on the output of layer {name!r} ({_describe(value)}): {type(err).__name__}: {err}") from err
 
     def _run(self, inputs, replacement: torch.Tensor | None = None) -> list[torch.Tensor]:
         """One forward pass of ``inputs``, embeddings replaced by ``replacement``; the attached outputs."""
@@ -194,11 +203,14 @@ class attach:
         return mask.reshape(shape)
 
     def regularization(self, corpus: Iterable, *, progress: bool = False):
-        """Per-feature std of each attached output over ``corpus`` (an iterable of model inputs),
-        each sentence first averaged over its real tokens: a tensor, or a {layer: tensor} dict.
+        """Per-feature std of each attached output over ``corpus`` (an iterable of model inputs, or
+        one padded batch), each sentence first averaged over its real tokens: a tensor, or a
+        {layer: tensor} dict.
 
         >>> reg = p.regularization(tokenizer(sentence, return_tensors="pt") for sentence in corpus)
         """
+        if isinstance(corpus, (Mapping, torch.Tensor)):  # iterating would give keys or rows, not batches
+            corpus = [corpus]
         per_layer: list[list[torch.Tensor]] = [[] for _ in self._names]
         with self._model_state():
             for inputs in tqdm(corpus, disable=not progress, desc="regularization", unit="batch"):
@@ -323,11 +335,13 @@ class attach:
 
     @contextmanager
     def _model_state(self):
-        """Eval mode inside; every module's train flag restored on the way out, exceptions included."""
+        """Eval mode and autograd available inside (even under the caller's ``torch.inference_mode``);
+        every module's train flag restored on the way out, exceptions included."""
         modes = [(m, m.training) for m in self.model.modules()]
         self.model.eval()
         try:
-            yield
+            with torch.inference_mode(False):
+                yield
         finally:
             for module, mode in modes:
                 module.training = mode
