@@ -267,7 +267,10 @@ class attach:
             x, mask, clean = self._clean(inputs)
             batch = x.shape[0]
             regs = self._regularizations(regularization, clean)
-            weights = [self._weights(out, mask, r) for out, r in zip(clean, regs)]
+            weights = []
+            for name, out, r in zip(self._names, clean, regs):  # a loop, so warnings point at the caller
+                inverse = None if r is None else feature_weights(r, f"the regularization of {name!r}")
+                weights.append(self._weights(out, mask, inverse))
             bar = tqdm(total=settings.max_steps, disable=not progress, desc="explain", unit="step")
             with bar:
                 solutions = solve(
@@ -317,10 +320,10 @@ class attach:
             raise InputError("several layers are attached: pass regularization as {layer name: array}, e.g. the dict p.regularization(corpus) returns")
         return [as_regularization(regularization, clean[0][0])]
 
-    def _weights(self, out: torch.Tensor, mask: torch.Tensor, r: torch.Tensor | None) -> torch.Tensor:
-        w = None if r is None else feature_weights(r)
+    def _weights(self, out: torch.Tensor, mask: torch.Tensor, inverse: torch.Tensor | None) -> torch.Tensor:
+        """Every sentence's full weight of ``out``, padding at 0; ``inverse`` is 1/r**2 or None."""
         valid = self._valid(out, mask)
-        return torch.stack([full_weight(out[b], None if valid is None else valid[b], w) for b in range(out.shape[0])])
+        return torch.stack([full_weight(out[b], None if valid is None else valid[b], inverse) for b in range(out.shape[0])])
 
     def _words(self, inputs, words, b: int, mask: torch.Tensor, batch: int) -> list[str]:
         count = int(mask.sum())

@@ -98,10 +98,11 @@ def test_six_layer_sweep_plots_and_round_trips(minilm, corpus, layer2, tmp_path)
     reg, single = layer2
     with probe.attach(minilm.model, LAYERS) as p:
         regs = p.regularization(corpus_batches(minilm, corpus))
-        with pytest.warns(UserWarning, match="constant over the corpus"):
+        with pytest.warns(UserWarning, match="regularization of 'encoder.layer.5' are constant over the corpus") as caught:
             sweep = p.explain(minilm.encode(SENTENCE), regularization=regs, seed=0, max_steps=0)
     with probe.attach(minilm.model, LAYER) as p:
         alone = p.explain(minilm.encode(SENTENCE), regularization=reg, seed=0, max_steps=0)
+    assert [w.filename for w in caught] == [__file__], "one warning, pointing at the caller's line"
     assert list(regs) == LAYERS and all(r.shape == (1, 384) for r in regs.values())
     assert torch.allclose(regs[LAYER], reg, rtol=1e-5)
     assert isinstance(sweep, probe.Sweep) and sweep.layers == LAYERS
