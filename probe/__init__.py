@@ -17,6 +17,8 @@ from ._seed_api import Interpreter, calculate_regularization
 from ._solver import SolverSettings
 from .errors import ProbeError
 from ._attach import attach
+from ._sweep import sweep
+from ._timeseries import TimeSeries
 from . import adapters
 
 __all__ = [
@@ -27,7 +29,9 @@ __all__ = [
     "ProbeError",
     "SolverSettings",
     "Sweep",
+    "TimeSeries",
     "calculate_regularization",
     "explain",
     "load",
+    "sweep",
 ]

@@ -309,6 +309,10 @@ def load(path: str | Path) -> Explanation | Sweep:
         return Explanation._from_file(tensors, meta, str(path))
     if kind == "sweep":
         return Sweep._from_file(tensors, meta, str(path))
+    if kind == "timeseries":
+        from ._timeseries import TimeSeries
+
+        return TimeSeries._from_file(tensors, meta, str(path))
     raise FileFormatError(f"{str(path)!r} is a probe file of kind {kind!r}, which probe.load does not read")
 
 

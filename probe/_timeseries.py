@@ -1,0 +1,207 @@
+"""``TimeSeries``: per-word sigma of fixed sentences at several training steps, one safetensors file.
+
+File layout (kind ``timeseries``): tensor ``sigma.{i}`` [steps, layers, tokens] and
+``information_loss.{i}`` (same shape, nats) for sentence ``i``; metadata ``steps``, ``epochs``,
+``layers``, ``words`` (one list per sentence), ``sentences``, ``scale``, ``rate``, ``width`` and the
+solver ``settings``, all JSON or plain numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from ._files import write_tensors
+from ._objective import information_loss
+from ._results import Explanation, Sweep
+from .errors import FileFormatError, InputError
+
+Results = Explanation | Sweep | Sequence[Explanation | Sweep]
+
+
+@dataclass
+class TimeSeries:
+    """Per-word sigma of fixed probe sentences over training; ``sigma[i]`` is [steps, layers, tokens].
+
+    ``SweepCallback`` writes one; ``probe.load`` reads it back. Build one by hand from the results
+    of ``probe.sweep`` with ``like`` and ``append``. One ``scale`` serves every step, so sigma and
+    the information loss compare across steps.
+
+    >>> series = probe.load("out/timestamps.safetensors")
+    >>> series.steps, series.layers
+    ([0, 20, 40], ['bert.encoder.layer.0', 'bert.encoder.layer.1'])
+    >>> series.sigma[0].shape          # sentence 0: [steps, layers, tokens]
+    torch.Size([3, 2, 7])
+    >>> fig = series.plot("out/timestamps.png")
+    """
+
+    layers: list[str]
+    words: list[list[str]]
+    scale: float
+    rate: float
+    width: int
+    sentences: list[str] = field(default_factory=list)
+    steps: list[int] = field(default_factory=list)
+    epochs: list[float] = field(default_factory=list)
+    sigma: list[torch.Tensor] = field(default_factory=list)
+    settings: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.sigma:
+            self.sigma = [torch.zeros(len(self.steps), len(self.layers), len(w)) for w in self.words]
+        self.sigma = [s.detach().to("cpu", torch.float32) for s in self.sigma]
+        if len(self.sigma) != len(self.words) or (self.sentences and len(self.sentences) != len(self.words)):
+            raise InputError(f"{len(self.words)} word lists, {len(self.sigma)} sigma tensors and {len(self.sentences)} sentences; pass one of each per sentence")
+        if len(self.epochs) != len(self.steps):
+            raise InputError(f"{len(self.steps)} steps but {len(self.epochs)} epochs; pass one epoch per step")
+        for i, (s, w) in enumerate(zip(self.sigma, self.words)):
+            if tuple(s.shape) != (len(self.steps), len(self.layers), len(w)):
+                raise InputError(f"sigma[{i}] has shape {tuple(s.shape)}, expected [steps, layers, tokens] = {(len(self.steps), len(self.layers), len(w))}")
+
+    @classmethod
+    def like(cls, results: Results, *, sentences: Sequence[str] = ()) -> "TimeSeries":
+        """An empty series for the sentences, layers, words and scale of ``results`` (what
+        ``probe.sweep`` returns: an Explanation, a Sweep, or one of them per sentence).
+
+        >>> series = TimeSeries.like(probe.sweep(model, inputs, layers, scale=1.0))
+        """
+        sweeps = _as_sweeps(results)
+        first = next(iter(sweeps[0].values()))
+        settings = {k: v for k, v in first.settings.items() if k != "seed"}
+        return cls(layers=sweeps[0].layers, words=[s.words for s in sweeps], scale=first.scale, rate=first.rate, width=first.width, sentences=list(sentences), settings=settings)
+
+    def append(self, step: int, results: Results, *, epoch: float | None = None) -> None:
+        """Adds the results of one training step; they must explain this series' sentences and layers
+        at its scale, and ``step`` must come after the last one.
+
+        >>> series.append(100, probe.sweep(model, inputs, layers, scale=series.scale), epoch=0.5)
+        """
+        sweeps = _as_sweeps(results)
+        if self.steps and step <= self.steps[-1]:
+            raise InputError(f"step {step} is not after the last recorded step {self.steps[-1]}; append steps in training order")
+        if len(sweeps) != len(self.words):
+            raise InputError(f"the series has {len(self.words)} sentences but the results explain {len(sweeps)}; explain the same sentences every step")
+        for i, s in enumerate(sweeps):
+            if s.layers != self.layers or s.words != self.words[i]:
+                raise InputError(f"sentence {i} explains layers {s.layers} and words {s.words}, but the series holds {self.layers} and {self.words[i]}; explain the same layers and sentences every step")
+            for e in s.values():
+                if (e.scale, e.rate, e.width) != (self.scale, self.rate, self.width):
+                    raise InputError(f"results at scale {e.scale}, rate {e.rate}, width {e.width} differ from the series' {self.scale}, {self.rate}, {self.width}; pass scale=series.scale, rate=series.rate")
+        self.steps.append(int(step))
+        self.epochs.append(float("nan") if epoch is None else float(epoch))
+        self.sigma = [torch.cat([old, s.sigma[None]]) for old, s in zip(self.sigma, sweeps)]
+
+    def until(self, step: int) -> "TimeSeries":
+        """The series up to and including ``step`` (to continue it when training resumes there).
+
+        >>> series.until(500).steps[-1] <= 500
+        True
+        """
+        keep = sum(1 for s in self.steps if s <= step)
+        return TimeSeries(
+            layers=list(self.layers), words=[list(w) for w in self.words], scale=self.scale, rate=self.rate,
+            width=self.width, sentences=list(self.sentences), steps=self.steps[:keep],
+            epochs=self.epochs[:keep], sigma=[s[:keep] for s in self.sigma], settings=dict(self.settings),
+        )
+
+    @property
+    def information_loss(self) -> list[torch.Tensor]:
+        """Per-word information loss ``H_i = K/2 log(2 pi e) + K log sigma_i`` (nats), per sentence [steps, layers, tokens]."""
+        return [information_loss(s, self.width) for s in self.sigma]
+
+    @property
+    def relative_sigma(self) -> list[torch.Tensor]:
+        """``sigma / scale`` in (0, 1] per sentence; near 1, the layer has lost the word at that step."""
+        return [s / self.scale for s in self.sigma]
+
+    def __repr__(self) -> str:
+        return f"TimeSeries(steps={self.steps}, layers={self.layers}, sentences={len(self.words)})"
+
+    def save(self, path: str | Path) -> None:
+        """Writes the series into one safetensors file (atomically); ``probe.load`` reads it back.
+
+        >>> series.save("out/timestamps.safetensors")
+        """
+        tensors: dict[str, torch.Tensor] = {}
+        for i, (s, h) in enumerate(zip(self.sigma, self.information_loss)):
+            tensors[f"sigma.{i}"], tensors[f"information_loss.{i}"] = s, h
+        meta = {
+            "kind": "timeseries",
+            "layers": json.dumps(self.layers),
+            "words": json.dumps(self.words),
+            "sentences": json.dumps(self.sentences),
+            "steps": json.dumps(self.steps),
+            "epochs": json.dumps([None if e != e else e for e in self.epochs]),
+            "scale": repr(float(self.scale)),
+            "rate": repr(float(self.rate)),
+            "width": str(self.width),
+            "settings": json.dumps(self.settings),
+        }
+        write_tensors(path, tensors, meta)
+
+    @classmethod
+    def _from_file(cls, tensors: Mapping[str, torch.Tensor], meta: Mapping[str, str], path: str) -> "TimeSeries":
+        try:
+            words = json.loads(meta["words"])
+            series = cls(
+                layers=json.loads(meta["layers"]),
+                words=words,
+                scale=float(meta["scale"]),
+                rate=float(meta["rate"]),
+                width=int(meta["width"]),
+                sentences=json.loads(meta.get("sentences", "[]")),
+                steps=[int(s) for s in json.loads(meta["steps"])],
+                epochs=[float("nan") if e is None else float(e) for e in json.loads(meta["epochs"])],
+                sigma=[tensors[f"sigma.{i}"] for i in range(len(words))],
+                settings=json.loads(meta.get("settings", "{}")),
+            )
+        except (KeyError, ValueError, TypeError, InputError) as err:
+            raise FileFormatError(f"{path!r}: the time series is damaged ({err}); record it again") from None
+        return series
+
+    def plot(self, path: str | Path | None = None):
+        """Sigma / scale per word across training steps, one panel per layer (columns) and sentence
+        (rows): words down, recorded steps across, dark = kept, light (1) = lost; with a path, a PNG.
+
+        >>> fig = series.plot("out/timestamps.png")
+        """
+        from matplotlib.figure import Figure
+
+        if not self.steps:
+            raise InputError("the time series has no steps yet; record at least one before plotting")
+        rows, cols, count = len(self.words), len(self.layers), len(self.steps)
+        tallest = max(len(w) for w in self.words)
+        fig = Figure(figsize=(1.5 + cols * (2.0 + min(0.3 * count, 6.0)), 1.0 + rows * (0.8 + 0.25 * tallest)), layout="constrained")
+        axes = fig.subplots(rows, cols, squeeze=False)
+        ticks = list(range(0, count, math.ceil(count / 8)))
+        for i, (words, relative) in enumerate(zip(self.words, self.relative_sigma)):
+            for j, layer in enumerate(self.layers):
+                ax = axes[i][j]
+                image = ax.imshow(relative[:, j].T.numpy(), cmap="GnBu_r", aspect="auto", vmin=0.0, vmax=1.0, interpolation="nearest")
+                ax.set_yticks(range(len(words)), labels=words if j == 0 else [""] * len(words))
+                ax.set_xticks(ticks, labels=[str(self.steps[t]) for t in ticks])
+                if i == 0:
+                    ax.set_title(layer)
+                if i == rows - 1:
+                    ax.set_xlabel("training step")
+        fig.colorbar(image, ax=axes, label="sigma / scale (dark = kept, 1 = lost)")
+        fig.suptitle("information per word across training")
+        if path is not None:
+            fig.savefig(path, dpi=120)
+        return fig
+
+
+def _as_sweeps(results: Results) -> list[Sweep]:
+    """One Sweep per sentence, whatever form ``probe.sweep`` returned."""
+    items = [results] if isinstance(results, (Explanation, Sweep)) else list(results)
+    if not items or not all(isinstance(r, (Explanation, Sweep)) for r in items):
+        raise InputError("pass what probe.sweep returns: an Explanation, a Sweep, or a list of them (one per sentence)")
+    return [Sweep({r.layer: r}) if isinstance(r, Explanation) else r for r in items]
+
+
+__all__ = ["TimeSeries"]

@@ -1,0 +1,175 @@
+"""SweepCallback with a real HF Trainer, and the time series file it writes."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+
+pytest.importorskip("accelerate", reason="transformers.Trainer needs accelerate (pip install 'accelerate>=1.1')")
+
+from tokenizers import Tokenizer, models, pre_tokenizers, processors  # noqa: E402
+from transformers import BertConfig, BertForSequenceClassification, PreTrainedTokenizerFast, Trainer, TrainerState, TrainingArguments  # noqa: E402
+from transformers.utils import logging as hf_logging  # noqa: E402
+
+import probe  # noqa: E402
+from probe.callbacks import SweepCallback  # noqa: E402
+
+WORDS = "the a film plot was very great good awful dull".split()
+PROBES = ["the film was great", "a very dull plot"]
+LAYERS = ["bert.encoder.layer.0", "bert.encoder.layer.1"]
+SOLVER = dict(samples=8, max_steps=8)
+
+
+@pytest.fixture(autouse=True)
+def quiet_single_thread():
+    """A tiny model trains fastest on one thread; the same thread count for every run compared."""
+    threads, verbosity = torch.get_num_threads(), hf_logging.get_verbosity()
+    torch.set_num_threads(1)
+    hf_logging.set_verbosity_error()
+    yield
+    torch.set_num_threads(threads)
+    hf_logging.set_verbosity(verbosity)
+
+
+@pytest.fixture(scope="module")
+def tokenizer() -> PreTrainedTokenizerFast:
+    vocab = {w: i for i, w in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", *WORDS])}
+    core = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    core.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
+    core.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]", special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
+    return PreTrainedTokenizerFast(tokenizer_object=core, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]", sep_token="[SEP]")
+
+
+class Sentences(torch.utils.data.Dataset):
+    """24 generated sentences: label 1 when a positive word is in it."""
+
+    def __init__(self, tokenizer) -> None:
+        g = torch.Generator().manual_seed(0)
+        texts = [" ".join(WORDS[int(i)] for i in torch.randint(0, len(WORDS), (5,), generator=g)) for _ in range(24)]
+        self.encoded = tokenizer(texts, padding="max_length", max_length=8, return_tensors="pt")
+        self.labels = torch.tensor([int("great" in t or "good" in t) for t in texts])
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        return {"input_ids": self.encoded["input_ids"][i], "attention_mask": self.encoded["attention_mask"][i], "labels": self.labels[i]}
+
+
+def tiny_bert(tokenizer) -> BertForSequenceClassification:
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, max_position_embeddings=16, num_labels=2)
+    return BertForSequenceClassification(config)
+
+
+def train(tokenizer, tmp_path, callbacks=()) -> BertForSequenceClassification:
+    """Two epochs of three steps (24 sentences, batch 8), dropout on, AdamW: seeded by the Trainer."""
+    model = tiny_bert(tokenizer)
+    args = TrainingArguments(
+        output_dir=str(tmp_path / "trainer"), report_to=[], use_cpu=True, save_strategy="no", per_device_train_batch_size=8,
+        num_train_epochs=2, learning_rate=5e-3, logging_strategy="no", disable_tqdm=True, seed=0,
+    )
+    Trainer(model=model, args=args, train_dataset=Sentences(tokenizer), processing_class=tokenizer, callbacks=list(callbacks)).train()
+    return model
+
+
+def test_trainer_with_callback_records_the_chosen_steps_and_trains_bit_identically(tokenizer, tmp_path):
+    path = tmp_path / "timestamps.safetensors"
+    callback = SweepCallback(PROBES, LAYERS, path, every_n_steps=4, on_epoch_end=True, scale=1.0, select=lambda h: h[:, 0], **SOLVER)
+    swept = train(tokenizer, tmp_path, [callback])
+    plain = train(tokenizer, tmp_path)
+
+    assert all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), swept.state_dict().values()))
+    series = probe.load(path)
+    assert isinstance(series, probe.TimeSeries)
+    assert series.steps == [0, 3, 4, 6]  # start, epoch end, every 4, epoch end
+    assert series.epochs[1:] == pytest.approx([1.0, 4 / 3, 2.0])
+    assert series.layers == LAYERS and series.sentences == PROBES and series.scale == 1.0
+    assert series.words == [tokenizer.convert_ids_to_tokens(tokenizer(s)["input_ids"]) for s in PROBES]
+    for sigma, words in zip(series.sigma, series.words):
+        assert sigma.shape == (4, 2, len(words))
+        assert bool(((sigma > 0) & (sigma <= 1.0)).all())
+        assert not torch.equal(sigma[0], sigma[-1]), "training changed the model, so what its layers keep changes"
+    assert all(torch.equal(a, b) for a, b in zip(series.sigma, callback.series.sigma))
+
+    # the last record is what probe.sweep says about the trained model
+    inputs = tokenizer(PROBES, padding=True, return_tensors="pt")
+    final = probe.sweep(swept, inputs, LAYERS, scale=1.0, select=lambda h: h[:, 0], tokenizer=tokenizer, **SOLVER)
+    for i, sweep in enumerate(final):
+        assert torch.equal(series.sigma[i][-1], sweep.sigma)
+    assert torch.allclose(series.information_loss[0][-1], final[0].information_loss)
+
+    png = tmp_path / "timestamps.png"
+    callback.plot(png)
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and png.stat().st_size > 10_000
+
+
+def test_corpus_regularization_and_resuming_a_recorded_series(tokenizer, tmp_path):
+    path = tmp_path / "series.safetensors"
+    model = tiny_bert(tokenizer)
+    corpus = ["the film", "a dull plot was good", "great"]
+    first = SweepCallback(PROBES[0], LAYERS[0], path, every_n_steps=2, on_epoch_end=True, corpus=corpus, tokenizer=tokenizer, **SOLVER)
+    first.on_train_begin(None, TrainerState(), None, model=model)
+    for step in (1, 2, 3, 4):
+        first.on_step_end(None, TrainerState(global_step=step, epoch=step / 4), None, model=model)
+    first.on_epoch_end(None, TrainerState(global_step=4, epoch=1.0), None, model=model)
+    assert probe.load(path).steps == [0, 2, 4]
+    assert first.series.scale == pytest.approx(10 * float(model.bert.embeddings.word_embeddings.weight.detach().std()))
+    with probe.attach(model, LAYERS[0]) as p:
+        regularization = p.regularization([tokenizer(corpus, padding=True, return_tensors="pt")])
+    expected = probe.sweep(model, tokenizer(PROBES[0], return_tensors="pt"), LAYERS[0], regularization=regularization, scale=first.series.scale, **SOLVER)
+    assert torch.equal(first.series.sigma[0][-1, 0], expected.sigma)
+
+    resumed = SweepCallback(PROBES[0], LAYERS[0], path, every_n_steps=2, at_start=False, tokenizer=tokenizer)
+    resumed.on_train_begin(None, TrainerState(global_step=2), None, model=model)
+    assert resumed.series.steps == [0, 2] and resumed.series.scale == first.series.scale
+    assert torch.equal(resumed.series.sigma[0], first.series.sigma[0][:2])
+
+    fresh = SweepCallback(PROBES[0], LAYERS[0], path, every_n_steps=2, at_start=False, tokenizer=tokenizer)
+    fresh.on_train_begin(None, TrainerState(global_step=0), None, model=model)
+    assert fresh.series is None
+
+    other = SweepCallback(PROBES[1], LAYERS[0], path, every_n_steps=2, tokenizer=tokenizer)
+    with pytest.raises(probe.ProbeError, match="other results"):
+        other.on_train_begin(None, TrainerState(global_step=2), None, model=model)
+
+
+def test_callback_mistakes_are_probe_errors_that_say_the_fix(tokenizer, tmp_path):
+    with pytest.raises(probe.ProbeError, match="every_n_steps=N, on_epoch_end=True"):
+        SweepCallback(PROBES, LAYERS, tmp_path / "s.safetensors")
+    with pytest.raises(probe.ProbeError, match="positive whole number"):
+        SweepCallback(PROBES, LAYERS, tmp_path / "s.safetensors", every_n_steps=0)
+    with pytest.raises(probe.ProbeError, match="unknown solver setting"):
+        SweepCallback(PROBES, LAYERS, tmp_path / "s.safetensors", every_n_steps=5, sample=8)
+    with pytest.raises(probe.ProbeError, match="non-empty strings"):
+        SweepCallback([], LAYERS, tmp_path / "s.safetensors", every_n_steps=5)
+    callback = SweepCallback(PROBES, LAYERS, tmp_path / "s.safetensors", every_n_steps=5)
+    with pytest.raises(probe.ProbeError, match="tokenizer="):
+        callback.on_train_begin(None, TrainerState(), None, model=tiny_bert(tokenizer))
+    with pytest.raises(probe.ProbeError, match="recorded nothing yet"):
+        callback.plot(tmp_path / "s.png")
+    typo = SweepCallback(PROBES, ["bert.encoder.layer.O"], tmp_path / "s.safetensors", every_n_steps=5, at_start=False, tokenizer=tokenizer)
+    with pytest.raises(probe.ProbeError, match="no submodule 'bert.encoder.layer.O'; did you mean"):
+        typo.on_train_begin(None, TrainerState(), None, model=tiny_bert(tokenizer))
+
+
+def test_time_series_checks_what_is_appended_and_round_trips(tokenizer, tmp_path):
+    model = tiny_bert(tokenizer)
+    inputs = tokenizer(PROBES[0], return_tensors="pt")
+    result = probe.sweep(model, inputs, LAYERS, scale=1.0, **SOLVER)
+    series = probe.TimeSeries.like(result)
+    series.append(10, result)
+    with pytest.raises(probe.ProbeError, match="not after the last recorded step 10"):
+        series.append(10, result)
+    with pytest.raises(probe.ProbeError, match="same layers"):
+        series.append(20, probe.sweep(model, inputs, LAYERS[:1], scale=1.0, **SOLVER))
+    with pytest.raises(probe.ProbeError, match="scale=series.scale"):
+        series.append(20, probe.sweep(model, inputs, LAYERS, scale=2.0, **SOLVER))
+    series.save(tmp_path / "t.safetensors")
+    back = probe.load(tmp_path / "t.safetensors")
+    assert back.steps == [10] and math.isnan(back.epochs[0]) and back.words == [result.words]
+    assert torch.equal(back.sigma[0][0], result.sigma) and back.settings["solver.samples"] == "8"
+    with pytest.raises(probe.ProbeError, match="no steps yet"):
+        back.until(5).plot()
