@@ -17,6 +17,8 @@ from ._seed_api import Interpreter, calculate_regularization
 from ._solver import SolverSettings
 from .errors import ProbeError
 from ._attach import attach
+from ._corpus import CorpusResult, corpus
+from ._load_model import LoadedModel, load_model
 from ._sweep import sweep
 from ._timeseries import TimeSeries
 from . import adapters
@@ -25,6 +27,8 @@ __all__ = [
     "Explanation",
     "adapters",
     "attach",
+    "corpus",
+    "CorpusResult",
     "Interpreter",
     "ProbeError",
     "SolverSettings",
@@ -33,5 +37,7 @@ __all__ = [
     "calculate_regularization",
     "explain",
     "load",
+    "load_model",
+    "LoadedModel",
     "sweep",
 ]

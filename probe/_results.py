@@ -309,6 +309,10 @@ def load(path: str | Path) -> Explanation | Sweep:
         return Explanation._from_file(tensors, meta, str(path))
     if kind == "sweep":
         return Sweep._from_file(tensors, meta, str(path))
+    if kind == "corpus":
+        from ._corpus import CorpusResult
+
+        return CorpusResult._from_file(tensors, meta, str(path))
     if kind == "timeseries":
         from ._timeseries import TimeSeries
 
