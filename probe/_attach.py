@@ -78,6 +78,7 @@ class attach:
         self._replacement: torch.Tensor | None = None
         self._embedded: tuple[torch.Tensor, object] | None = None
         self._captured: dict[str, torch.Tensor] = {}
+        self._needed: list[str] = self._names
         self._tokens = 0
 
     @property
@@ -129,7 +130,7 @@ class attach:
 
     def _on_layer(self, name: str):
         def hook(module: nn.Module, args, output):
-            if not self._active or name in self._captured:
+            if not self._active or name in self._captured or name not in self._needed:
                 return None
             if self._embedded is None:
                 raise LayerError(f"layer {name!r} runs before the embedding, so noise on the words cannot reach it; attach a later layer")
@@ -138,7 +139,7 @@ class attach:
                 raise LayerError(f"layer {name!r} gives {_describe(value)}, not a float tensor; pass select= to pick a tensor from it")
             # one number per sentence (a neuron, a logit) is a state of one feature
             self._captured[name] = value[:, None] if value.ndim == 1 else value
-            if len(self._captured) == len(self._names):
+            if len(self._captured) == len(self._needed):
                 raise _StopForward
             return None
 
@@ -153,10 +154,12 @@ class attach:
         except Exception as err:
             raise InputError(f"select failed on the output of layer {name!r} ({_describe(value)}): {type(err).__name__}: {err}") from err
 
-    def _run(self, inputs, replacement: torch.Tensor | None = None) -> list[torch.Tensor]:
-        """One forward pass of ``inputs``, embeddings replaced by ``replacement``; the attached outputs."""
+    def _run(self, inputs, replacement: torch.Tensor | None = None, needed: Iterable[int] | None = None) -> list[torch.Tensor]:
+        """One forward pass of ``inputs``, embeddings replaced by ``replacement``; the attached
+        outputs numbered ``needed`` (all by default). The pass stops after the last of them."""
         if not self._hooks:
             raise InputError("use attach as a context manager: `with probe.attach(model, layer) as p: p.explain(...)`")
+        self._needed = self._names if needed is None else [self._names[i] for i in needed]
         self._embedded, self._captured, self._replacement, self._active = None, {}, replacement, True
         try:
             _call(self.model, inputs)
@@ -170,10 +173,10 @@ class attach:
             self._active, self._replacement = False, None
         if self._embedded is None:
             raise LayerError("the forward pass never reached the embedding module; name it with embedding='name'")
-        missing = [n for n in self._names if n not in self._captured]
+        missing = [n for n in self._needed if n not in self._captured]
         if missing:
             raise LayerError(f"the forward pass never reached layer(s) {missing}; attach layers the model runs")
-        return [self._captured[n] for n in self._names]
+        return [self._captured[n] for n in self._needed]
 
     def _clean(self, inputs):
         """The unperturbed pass: embeddings [B, n, K], token mask [B, n], attached outputs."""
@@ -274,7 +277,7 @@ class attach:
             bar = tqdm(total=settings.max_steps, disable=not progress, desc="explain", unit="step")
             with bar:
                 solutions = solve(
-                    lambda rows, xb: self._run(self.adapter.index(inputs, rows, batch), xb),
+                    lambda rows, xb, needed: self._run(self.adapter.index(inputs, rows, batch), xb, needed),
                     x,
                     mask,
                     clean,

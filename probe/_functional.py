@@ -78,9 +78,9 @@ def explain(
     s = hidden_state((lambda v: Phi(v[None])[0]) if batched_phi else Phi, x)
     r = None if regularization is None else as_regularization(regularization, s)
     weight = full_weight(s, None, None if r is None else feature_weights(r))
-    phi_b = batched(Phi, x, batched_phi)
+    phi_b = batched(Phi, batched_phi)
     (solution,) = solve(
-        lambda rows, xb: [phi_b(xb)],
+        lambda rows, xb, needed: [phi_b(xb)],
         x[None].detach(),
         torch.ones(1, x.shape[0], dtype=torch.bool, device=x.device),
         [s[None]],

@@ -11,11 +11,11 @@ from .errors import InputError, ModelError
 Phi = Callable[[torch.Tensor], torch.Tensor]
 
 
-def batched(phi: Phi, x: torch.Tensor, is_batched: bool) -> Callable[[torch.Tensor], torch.Tensor]:
-    """``[R, n, K] -> [R, ...]``: ``phi`` itself when ``is_batched``, else vmapped when vmap reproduces it, else looped.
+def batched(phi: Phi, is_batched: bool) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``[R, n, K] -> [R, ...]``: ``phi`` itself when ``is_batched``, else ``phi`` on each row in turn.
 
-    The choice depends only on ``phi`` and ``x``, never on timings: vmap and a loop can differ in
-    the last bits, and the same seed must give the same sigma on every run.
+    A loop is exact for any ``phi``; a ``phi`` that takes a batch of noisy copies runs them as one
+    batch, which is far faster for a real model (``batched_phi=True``).
     """
     if is_batched:
         return phi
@@ -23,15 +23,6 @@ def batched(phi: Phi, x: torch.Tensor, is_batched: bool) -> Callable[[torch.Tens
     def looped(xb: torch.Tensor) -> torch.Tensor:
         return torch.stack([phi(row) for row in xb])
 
-    vmapped = torch.func.vmap(phi)
-    trial = x[None].repeat(4, *([1] * x.ndim))
-    try:
-        with torch.no_grad():
-            expected, got = looped(trial), vmapped(trial)
-        if got.shape == expected.shape and torch.allclose(got, expected, rtol=1e-4, atol=1e-6):
-            return vmapped
-    except Exception:  # vmap cannot trace every function (in-place ops, .item(), data-dependent flow)
-        pass
     return looped
 
 

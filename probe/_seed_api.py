@@ -59,7 +59,7 @@ class Interpreter(nn.Module):
 
         >>> interpreter(samples=8).backward()
         """
-        phi_b = batched(self.Phi, self.x, False)
+        phi_b = batched(self.Phi, False)
         return self._loss_of(phi_b, self._weight(), samples)
 
     def _loss_of(self, phi_b, weight: torch.Tensor, samples: int) -> torch.Tensor:
@@ -77,10 +77,10 @@ class Interpreter(nn.Module):
         """
         if int(iteration) < 1 or not lr > 0 or int(samples) < 1:
             raise InputError("iteration and samples must be at least 1 and lr positive")
-        phi_b = batched(self.Phi, self.x, False)
+        phi_b = batched(self.Phi, False)
         weight = self._weight()
         start = solve(
-            lambda rows, xb: [phi_b(xb)],
+            lambda rows, xb, needed: [phi_b(xb)],
             self.x[None].detach(),
             torch.ones(1, self.s, dtype=torch.bool, device=self.x.device),
             [self._hidden[None]],

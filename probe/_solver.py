@@ -25,7 +25,10 @@ import torch
 
 from ._objective import penalty
 
-Forward = Callable[[torch.Tensor, torch.Tensor], Sequence[torch.Tensor]]
+MOVED = 0.15
+"""A step in log sigma beyond this (about 16%) restarts the token's energy average."""
+
+Forward = Callable[[torch.Tensor, torch.Tensor, Sequence[int]], Sequence[torch.Tensor]]
 
 
 @dataclass(frozen=True)
@@ -36,16 +39,16 @@ class SolverSettings:
     SolverSettings(samples=32, ...)
     """
 
-    samples: int = 16
+    samples: int = 8
     """Gaussian noise samples per refinement step, pushed through Phi as one batch."""
     max_steps: int = 40
     """Most refinement steps."""
-    burn_in: int = 3
-    """First refinement steps that jump straight to the fixed point before averaging starts."""
+    max_move: float = 2.0
+    """Largest factor by which one step may change a token's sigma (a trust region)."""
     min_steps: int = 6
     """Fewest refinement steps before the stopping test may end the solve."""
-    tol: float = 0.01
-    """Stop when every token's sigma has a relative standard error below this."""
+    tol: float = 0.015
+    """Stop when sigma's relative standard error (root-mean-square over the tokens) is below this."""
     probes: int = 4
     """Random directions per token in the linearised start."""
     probe_step: float = 0.1
@@ -77,7 +80,7 @@ class _Target:
     log_sigma: torch.Tensor  # [n_pad]
     energy: torch.Tensor | None = None  # running average of a_i
     energy_sq: torch.Tensor | None = None
-    count: int = 0
+    count: torch.Tensor | None = None  # per token: energy estimates averaged since sigma last moved
     steps: int = 0
     converged: bool = False
     curve: list[float] = field(default_factory=list)
@@ -98,8 +101,9 @@ def solve(
 ) -> list[list[Solution]]:
     """Sigma for every sentence ``b`` and output ``o``: ``result[b][o]``.
 
-    ``forward(rows, xb)`` runs the model on embeddings ``xb`` [R, n, K] standing in for sentences
-    ``rows`` [R] and returns every explained output as [R, ...]. ``clean[o]`` is output ``o`` of the
+    ``forward(rows, xb, outputs)`` runs the model on embeddings ``xb`` [R, n, K] standing in for
+    sentences ``rows`` [R] and returns the explained outputs numbered ``outputs``, each [R, ...]
+    (it may stop the model after the deepest of them). ``clean[o]`` is output ``o`` of the
     unperturbed sentences, ``weights[o]`` the full weight of each element (see ``full_weight``).
     """
     B, n, K = x.shape
@@ -108,7 +112,7 @@ def solve(
         for b in range(B)
         for o in range(len(clean))
     ]
-    chunk = _chunk_rows(forward, x, settings.memory)
+    chunk = _chunk_rows(forward, x, len(clean), settings.memory)
     _linear_start(forward, x, token_mask, clean, weights, targets, scale, rate, seeds, settings, 4 * chunk)
     for step in range(settings.max_steps):
         active = [t for t in targets if not t.converged]
@@ -132,7 +136,7 @@ def _generator(seed: int, salt: int, device: torch.device) -> torch.Generator:
 def _rows_of_energy(out: torch.Tensor, clean: torch.Tensor, weight: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     """The weighted squared change ``sum(W * (out - s)**2)`` of each row: [R]."""
     diff = (out - clean[rows]).square() * weight[rows]
-    return diff.flatten(1).sum(1)
+    return diff.reshape(diff.shape[0], -1).sum(1)
 
 
 def _linear_start(forward, x, token_mask, clean, weights, targets, scale, rate, seeds, settings, chunk) -> None:
@@ -159,7 +163,7 @@ def _linear_start(forward, x, token_mask, clean, weights, targets, scale, rate, 
             r = rows_t[sl]
             xb = x[r].clone()
             xb[torch.arange(len(r), device=x.device), tokens_t[sl]] += delta[sl]
-            outs = forward(r, xb)
+            outs = forward(r, xb, range(len(clean)))
             for o, out in enumerate(outs):
                 energies[o][sl] = _rows_of_energy(out, clean[o], weights[o], r).to(torch.float64)
     for t in targets:
@@ -178,7 +182,7 @@ def _fixed_point(energy: torch.Tensor, tokens: torch.Tensor, scale: float, rate:
     return torch.where(tokens, log_sigma, torch.full_like(log_sigma, math.log(scale)))
 
 
-def _chunk_rows(forward: Forward, x: torch.Tensor, memory: int) -> int:
+def _chunk_rows(forward: Forward, x: torch.Tensor, outputs: int, memory: int) -> int:
     """How many rows one backward chunk may hold, from the bytes autograd saves for one row.
 
     A forward pass without gradients keeps far less, so the linearised start uses four times as many.
@@ -193,69 +197,94 @@ def _chunk_rows(forward: Forward, x: torch.Tensor, memory: int) -> int:
     rows = torch.zeros(1, dtype=torch.long, device=x.device)
     xb = x[:1].clone().requires_grad_(True)
     with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-        forward(rows, xb)
+        forward(rows, xb, range(outputs))
     return max(1, int(memory // max(saved, 1)))
 
 
 def _refine(forward, x, clean, weights, active, scale, rate, settings, chunk) -> None:
-    """One refinement step for every active target: new energies, new sigma, stopping test."""
+    """One refinement step for every active target: new energies, new sigma, stopping test.
+
+    Targets are grouped by output, so each group's samples run only as deep as its own layer.
+    """
+    for o in sorted({t.output for t in active}):
+        group = [t for t in active if t.output == o]
+        grads, data = _sample_gradients(forward, x, clean[o], weights[o], o, group, settings.samples, chunk)
+        for j, t in enumerate(group):
+            sigma2 = torch.exp(2 * t.log_sigma.to(torch.float64))
+            loss = data[j] + penalty(t.log_sigma.to(torch.float64), t.tokens, scale, rate)
+            _average(t, grads[j].to(torch.float64) / (2 * sigma2))
+            _move(t, _fixed_point(t.energy, t.tokens, scale, rate).to(x.dtype), math.log(settings.max_move))
+            t.curve.append(float(loss))
+            t.steps += 1
+            t.converged = t.steps >= settings.min_steps and _standard_error(t, scale) < settings.tol
+
+
+def _sample_gradients(forward, x, clean, weight, output, group, samples, chunk):
+    """Gradient of the data term with respect to ``log sigma`` of each target, and the data term, from
+    ``samples`` fresh Gaussian draws per target pushed through the model in chunks."""
     n, K = x.shape[1:]
-    M = settings.samples
-    noise = []
-    for t in active:
-        z = torch.randn(M, n, K, generator=t.generator, device=x.device, dtype=x.dtype)
-        noise.append(z * t.tokens[None, :, None])
-    rows = torch.tensor([t.sentence for t in active for _ in range(M)], device=x.device)
-    z_all = torch.cat(noise)
-    log_sigma = torch.stack([t.log_sigma for t in active]).detach().requires_grad_(True)
+    z = torch.cat([_noise(t, samples, n, K, x) for t in group])
+    rows = torch.tensor([t.sentence for t in group], device=x.device).repeat_interleave(samples)
+    owner = torch.arange(len(group), device=x.device).repeat_interleave(samples)
+    log_sigma = torch.stack([t.log_sigma for t in group]).detach().requires_grad_(True)
     grads = torch.zeros_like(log_sigma)
-    data = torch.zeros(len(active), dtype=torch.float64, device=x.device)
-    owner = torch.arange(len(active), device=x.device).repeat_interleave(M)
-    outputs = torch.tensor([t.output for t in active], device=x.device)
+    data = torch.zeros(len(group), dtype=torch.float64, device=x.device)
     for start in range(0, len(rows), chunk):
         sl = slice(start, start + chunk)
         r, who = rows[sl], owner[sl]
         with torch.enable_grad():
-            xb = x[r] + torch.exp(log_sigma)[who][:, :, None] * z_all[sl]
-            outs = forward(r, xb)
-            per_row = torch.stack(
-                [_rows_of_energy(outs[o], clean[o], weights[o], r) for o in range(len(outs))], 1
-            )
-            mine = per_row.gather(1, outputs[who][:, None]).squeeze(1)
-            (g,) = torch.autograd.grad(mine.sum() / M, log_sigma)
+            xb = x[r] + torch.exp(log_sigma)[who][:, :, None] * z[sl]
+            (out,) = forward(r, xb, [output])
+            energy = _rows_of_energy(out, clean, weight, r)
+            (g,) = torch.autograd.grad(energy.sum() / samples, log_sigma)
         grads += g
-        data.index_add_(0, who, mine.detach().to(torch.float64) / M)
-    sigma2 = torch.exp(2 * log_sigma.detach()).to(torch.float64)
-    for j, t in enumerate(active):
-        energy = grads[j].to(torch.float64) / (2 * sigma2[j])
-        _average(t, energy, settings.burn_in)
-        t.log_sigma = _fixed_point(t.energy, t.tokens, scale, rate).to(x.dtype)
-        loss = data[j] + penalty(log_sigma[j].detach().to(torch.float64), t.tokens, scale, rate)
-        t.curve.append(float(loss))
-        t.steps += 1
-        t.converged = t.steps >= settings.min_steps and _standard_error(t, scale) < settings.tol
+        data.index_add_(0, who, energy.detach().to(torch.float64) / samples)
+    return grads, data
 
 
-def _average(t: _Target, energy: torch.Tensor, burn_in: int) -> None:
-    """Energy estimate of the target: the latest during burn-in (sigma still moves), then the mean."""
-    if t.steps < burn_in or t.energy is None:
-        t.energy, t.energy_sq, t.count = energy.clone(), energy.square(), 1
+def _noise(t: _Target, samples: int, n: int, K: int, x: torch.Tensor) -> torch.Tensor:
+    """Gaussian noise on the target's real tokens only, zero on padding: [samples, n, K].
+
+    Drawn for the real tokens alone, so a sentence gets the same noise padded or not.
+    """
+    z = torch.zeros(samples, n, K, device=x.device, dtype=x.dtype)
+    z[:, t.tokens] = torch.randn(samples, int(t.tokens.sum()), K, generator=t.generator, device=x.device, dtype=x.dtype)
+    return z
+
+
+def _average(t: _Target, energy: torch.Tensor) -> None:
+    """Running mean of each token's energy estimates since its sigma last moved."""
+    if t.energy is None:
+        t.energy, t.energy_sq, t.count = energy.clone(), energy.square(), torch.ones_like(energy)
         return
-    t.count += 1
-    t.energy = t.energy + (energy - t.energy) / t.count
-    t.energy_sq = t.energy_sq + (energy.square() - t.energy_sq) / t.count
+    fresh = t.count == 0
+    t.count = t.count + 1
+    t.energy = torch.where(fresh, energy, t.energy + (energy - t.energy) / t.count)
+    t.energy_sq = torch.where(fresh, energy.square(), t.energy_sq + (energy.square() - t.energy_sq) / t.count)
+
+
+def _move(t: _Target, target: torch.Tensor, max_log_move: float) -> None:
+    """Steps log sigma toward the fixed point, at most ``max_log_move`` per step.
+
+    The energy depends on sigma where the model saturates, so the estimates of a token whose sigma
+    moved by more than its noise (``MOVED``) are dropped: its average starts again there.
+    """
+    step = (target - t.log_sigma).clamp(-max_log_move, max_log_move)
+    t.log_sigma = t.log_sigma + step
+    t.count = torch.where(step.abs() > MOVED, torch.zeros_like(t.count), t.count)
 
 
 def _standard_error(t: _Target, scale: float) -> float:
-    """Largest relative standard error of sigma over the tokens below the ceiling."""
-    if t.count < 3:
-        return math.inf
-    var = (t.energy_sq - t.energy.square()).clamp_min(0) * t.count / (t.count - 1)
-    rel = torch.sqrt(var / t.count) / t.energy.abs().clamp_min(1e-300)
+    """Relative standard error of sigma, root-mean-square over the tokens below the ceiling."""
     below = t.tokens & (t.log_sigma < math.log(scale) - 1e-6)
     if not bool(below.any()):
         return 0.0
-    return float(0.5 * rel[below].max())
+    count = t.count[below]
+    if bool((count < 3).any()):
+        return math.inf
+    var = (t.energy_sq - t.energy.square())[below].clamp_min(0) * count / (count - 1)
+    rel = 0.5 * torch.sqrt(var / count) / t.energy[below].abs().clamp_min(1e-300)
+    return float(rel.square().mean().sqrt())
 
 
 def _solution(t: _Target, scale: float) -> Solution:

@@ -131,11 +131,6 @@ def test_padded_batch_gives_each_sentence_over_its_own_tokens(minilm):
         assert relative_error(together.sigma, single.sigma).max() < 1e-4
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="probe/_solver.py draws refinement noise over the padded length, so a short sentence of a "
-    "padded batch gets other noise than when explained alone",
-)
 def test_padded_batch_equals_sentences_alone_after_refinement(minilm):
     settings = dict(samples=4, max_steps=3)
     with probe.attach(minilm.model, LAYER) as p:
