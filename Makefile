@@ -9,7 +9,8 @@ export TRANSFORMERS_OFFLINE := 1
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[test,demo]"
+	$(PY) -m pip install --quiet -c constraints.txt setuptools
+	$(PY) -m pip install --quiet --no-build-isolation -c constraints.txt -e ".[test,demo,train]"
 	touch $@
 
 test: $(VENV)/.installed
