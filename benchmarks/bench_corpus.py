@@ -1,6 +1,6 @@
 """Corpus throughput of ``probe corpus`` on the pretrained MiniLM, for 1 and 2 ranks (gloo, CPU).
 
-    .venv/bin/python benchmarks/bench_corpus.py [--sentences 8] [--layers 6] [--ranks 1 2] [--samples 4] [--max-steps 4]
+    .venv/bin/python benchmarks/bench_corpus.py [--sentences 8] [--layers 6] [--ranks 1 2] [--samples 4] [--max-steps 4] [--threads N]
 
 Each rank count runs under ``torch.distributed.run --standalone``: the ranks load the model, meet at
 a barrier, and the clock runs from there until rank 0 has merged the shards into corpus.safetensors
@@ -30,6 +30,7 @@ def _arguments(argv=None) -> argparse.Namespace:
     parser.add_argument("--samples", type=int, default=4)
     parser.add_argument("--max-steps", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=1)
+    parser.add_argument("--threads", type=int, help="torch threads per rank (default: all cores for 1 rank, 1 per rank for more, as torchrun sets)")
     parser.add_argument("--worker", metavar="OUT", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
@@ -73,7 +74,8 @@ def main() -> None:
                 "--worker", out, "--sentences", str(args.sentences), "--layers", str(args.layers),
                 "--samples", str(args.samples), "--max-steps", str(args.max_steps), "--batch-size", str(args.batch_size),
             ]
-            done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "HF_HUB_OFFLINE": "1"}, check=False)
+            env = {**os.environ, "HF_HUB_OFFLINE": "1"} | ({"OMP_NUM_THREADS": str(args.threads)} if args.threads else {})
+            done = subprocess.run(command, capture_output=True, text=True, env=env, check=False)
         if done.returncode != 0:
             sys.exit(f"{ranks} rank(s) failed:\n{done.stderr[-3000:]}")
         report = json.loads(next(line for line in done.stdout.splitlines() if line.startswith("RESULT "))[7:])

@@ -18,7 +18,7 @@ import json
 import os
 import sys
 import warnings
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from importlib import resources
 from pathlib import Path
 
@@ -26,10 +26,11 @@ import torch
 from torch import nn
 
 from ._attach import attach
+from ._corpus import encode
 from ._distributed import device, run_corpus, world
 from ._load_model import load_model
 from ._results import Sweep, load
-from .errors import InputError, ProbeError, ProbeFileNotFoundError
+from .errors import InputError, ModelError, ProbeError, ProbeFileNotFoundError
 
 DEMO_SENTENCE = "rare bird has more than enough charm to make it memorable."
 REGULARIZATION_BATCH = 16
@@ -140,8 +141,9 @@ def _json_object(text: str) -> dict:
     return value
 
 
-def _load(args, need_tokenizer: bool):
-    """The model (on ``--device`` when given) and its tokenizer from the MODEL options."""
+def _load(args, runs: bool):
+    """The model (on ``--device`` when given) and its tokenizer from the MODEL options; ``runs``: the
+    command runs the model on text, which needs a tokenizer and a model that takes hooks."""
     _quiet_transformers()
     loaded = load_model(args.model, model_class=args.model_class, trust_pickle=args.trust_pickle, **args.model_kwargs)
     tokenizer = loaded.tokenizer
@@ -151,9 +153,11 @@ def _load(args, need_tokenizer: bool):
         if not Path(args.tokenizer).is_dir():
             raise ProbeFileNotFoundError(f"no tokenizer folder {args.tokenizer!r}; give the folder a tokenizer's save_pretrained wrote")
         tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
-    if need_tokenizer and tokenizer is None:
-        raise InputError(f"{args.model!r} has no tokenizer beside it, so text cannot become inputs; pass --tokenizer FOLDER")
     model = loaded.model
+    if runs and isinstance(model, torch.jit.ScriptModule):
+        raise InputError("TorchScript models take no hooks, so probe cannot run their layers; load the model's class with a state dict (--model-class)")
+    if runs and tokenizer is None:
+        raise InputError(f"{args.model!r} has no tokenizer beside it, so text cannot become inputs; pass --tokenizer FOLDER")
     if getattr(args, "device", None):
         model = model.to(device(args.device))
     return model, tokenizer
@@ -172,7 +176,11 @@ def _read_lines(path: str) -> list[str]:
     file = Path(path)
     if not file.is_file():
         raise ProbeFileNotFoundError(f"no file {path!r}; give a text file with one sentence per line")
-    lines = [line.strip() for line in file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    try:
+        text = file.read_text(encoding="utf-8")
+    except UnicodeDecodeError:
+        raise InputError(f"{path!r} is not UTF-8 text; give a text file with one sentence per line") from None
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
     if not lines:
         raise InputError(f"{path!r} has no sentences; write one sentence per line")
     return lines
@@ -180,7 +188,7 @@ def _read_lines(path: str) -> list[str]:
 
 def _regularization(p: attach, tokenizer, texts: list[str], progress: bool):
     """``p.regularization`` over ``texts``, tokenized in padded batches."""
-    batches = (tokenizer(texts[i : i + REGULARIZATION_BATCH], return_tensors="pt", padding=True, truncation=True) for i in range(0, len(texts), REGULARIZATION_BATCH))
+    batches = (encode(p.model, tokenizer, texts[i : i + REGULARIZATION_BATCH]) for i in range(0, len(texts), REGULARIZATION_BATCH))
     return p.regularization(batches, progress=progress)
 
 
@@ -196,8 +204,8 @@ def _solver(args) -> dict:
 
 
 def _layers(args) -> None:
-    model, tokenizer = _load(args, need_tokenizer=args.text is not None)
-    outputs = _output_shapes(model, tokenizer(args.text, return_tensors="pt")) if args.text is not None else None
+    model, tokenizer = _load(args, runs=args.text is not None)
+    outputs = _output_shapes(model, encode(model, tokenizer, [args.text])) if args.text is not None else None
     print(_tree(model, outputs))
 
 
@@ -212,14 +220,13 @@ def _output_shapes(model: nn.Module, inputs) -> dict[str, str]:
 
         return hook
 
-    if isinstance(model, torch.jit.ScriptModule):
-        raise InputError("TorchScript models take no hooks, so probe cannot see their layers run; load the model class with a state dict instead")
-    device_of = next(model.parameters(), torch.empty(0)).device
     try:
         for name, module in model.named_modules():
             hooks.append(module.register_forward_hook(record(name)))
         with torch.no_grad():
-            model(**{k: v.to(device_of) for k, v in inputs.items()})
+            model(**inputs) if isinstance(inputs, Mapping) else model(inputs)
+    except Exception as err:
+        raise ModelError(f"the model rejected the tokenizer's inputs: {type(err).__name__}: {err}") from None
     finally:
         for hook in hooks:
             hook.remove()
@@ -240,7 +247,10 @@ def _describe(value) -> str:
 
 def _tree(model: nn.Module, outputs: dict[str, str] | None) -> str:
     """Every named submodule, indented by depth, with its type (and output when known)."""
-    rows = [(("  " * (name.count(".") + 1) + name) if name else "(model)", type(module).__name__, name) for name, module in model.named_modules()]
+    rows = [
+        (("  " * (name.count(".") + 1) + name) if name else "(model)", getattr(module, "original_name", type(module).__name__), name)
+        for name, module in model.named_modules()
+    ]
     name_width = max(len(r[0]) for r in rows)
     type_width = max(len(r[1]) for r in rows)
     lines = []
@@ -259,14 +269,14 @@ def _numbered(path: str, i: int, count: int) -> Path:
 
 
 def _explain(args) -> None:
-    model, tokenizer = _load(args, need_tokenizer=True)
+    model, tokenizer = _load(args, runs=True)
     texts = [args.text] if args.text is not None else _read_lines(args.file)
     progress = not args.no_progress
     layers = args.layer[0] if len(args.layer) == 1 else args.layer
     with attach(model, layers, tokenizer=tokenizer) as p:
         reg = _regularization(p, tokenizer, _read_lines(args.corpus), progress) if args.corpus else None
         for i, text in enumerate(texts):
-            result = p.explain(tokenizer(text, return_tensors="pt", truncation=True), regularization=reg, seed=args.seed + i, progress=progress, **_solver(args))
+            result = p.explain(encode(model, tokenizer, [text]), regularization=reg, seed=args.seed + i, progress=progress, **_solver(args))
             print(result.table(), end="\n\n")
             if args.out:
                 result.save(_numbered(args.out, i, len(texts)))
@@ -293,7 +303,7 @@ def _demo(args) -> None:
     progress = not args.no_progress
     with attach(model, layers, tokenizer=tokenizer) as p:
         reg = _regularization(p, tokenizer, [line.strip() for line in corpus.splitlines() if line.strip()], progress)
-        sweep = p.explain(tokenizer(DEMO_SENTENCE, return_tensors="pt"), regularization=reg, seed=0, progress=progress, **_budget(args))
+        sweep = p.explain(encode(model, tokenizer, [DEMO_SENTENCE]), regularization=reg, seed=0, progress=progress, **_budget(args))
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     sweep.plot(out / "demo.png")
@@ -322,7 +332,7 @@ def _matrix(sweep: Sweep) -> str:
 
 
 def _corpus(args) -> None:
-    model, tokenizer = _load(args, need_tokenizer=True)
+    model, tokenizer = _load(args, runs=True)
     sentences = _read_lines(args.file)
     progress = not args.no_progress and world()[0] == 0
     reg = None

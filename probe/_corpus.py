@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import math
+import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -57,6 +58,8 @@ class CorpusResult:
         self.sigma = [s.detach().to("cpu", torch.float32) for s in self.sigma]
         self.index = torch.as_tensor(self.index, dtype=torch.int64)
         L, S = len(self.layers), len(self.words)
+        if S == 0:
+            raise InputError("a corpus result needs at least one sentence")
         if len(self.sigma) != S or self.index.shape != (S,):
             raise InputError(f"a corpus result needs one sigma and one index per sentence; got {len(self.sigma)} sigma, {tuple(self.index.shape)} index for {S} sentences")
         for j, (s, w) in enumerate(zip(self.sigma, self.words)):
@@ -74,8 +77,6 @@ class CorpusResult:
     @cached_property
     def sentence_information_loss(self) -> torch.Tensor:
         """Each sentence's information loss (the sum over its words), [layers, sentences], nats."""
-        if not self.words:
-            return torch.zeros(len(self.layers), 0, dtype=torch.float64)
         return torch.stack([information_loss(s, self.width).to(torch.float64).sum(1) for s in self.sigma], 1)
 
     @property
@@ -89,7 +90,7 @@ class CorpusResult:
         ids = torch.tensor([vocabulary.setdefault(w, len(vocabulary)) for ws in self.words for w in ws], dtype=torch.int64)
         V = len(vocabulary)
         counts = torch.zeros(V, dtype=torch.int64).index_add_(0, ids, torch.ones_like(ids))
-        loss = torch.cat([information_loss(s, self.width).to(torch.float64) for s in self.sigma], 1) if self.words else torch.zeros(len(self.layers), 0, dtype=torch.float64)
+        loss = torch.cat([information_loss(s, self.width).to(torch.float64) for s in self.sigma], 1)
         totals = torch.zeros(len(self.layers), V, dtype=torch.float64).index_add_(1, ids, loss)
         return list(vocabulary), counts, totals / counts.clamp_min(1)
 
@@ -142,14 +143,17 @@ class CorpusResult:
 
     def table(self, top: int = 5, min_count: int = 2) -> str:
         """Per layer: mean information loss per sentence and per word, and the most kept and most lost
-        word types among those seen at least ``min_count`` times (lower loss = the layer keeps more)."""
+        word types among those seen at least ``min_count`` times (lower loss = the layer keeps more).
+
+        >>> print(result.table(top=3, min_count=5))
+        """
         words = sum(map(len, self.words))
         width = max(5, *(len(n) for n in self.layers))
         lines = [
             f"corpus: {len(self)} sentences, {words} words; information loss in nats (lower = kept more)",
             f"{'layer':<{width}}  {'per sentence':>12}  {'per word':>10}  converged",
         ]
-        per_word = self.sentence_information_loss.sum(1) / max(words, 1)
+        per_word = self.sentence_information_loss.sum(1) / words
         for o, name in enumerate(self.layers):
             done = int(self.converged[o].sum())
             lines.append(f"{name:<{width}}  {float(self.mean_information_loss[o]):>12.1f}  {float(per_word[o]):>10.1f}  {done}/{len(self)}")
@@ -191,8 +195,8 @@ class CorpusResult:
             image = right.imshow(values, cmap="GnBu_r", aspect="auto")
             right.set_xticks(range(len(chosen)), labels=chosen, rotation=45, ha="right")
             right.set_yticks(range(len(self.layers)), labels=self.layers)
-            right.set_title("mean information loss of the most kept words (dark = kept)")
-            fig.colorbar(image, ax=right)
+            right.set_title("most kept words (dark = kept)")
+            fig.colorbar(image, ax=right, label="mean information loss (nats)")
         else:
             right.set_axis_off()
             right.set_title(f"no word type occurs {min_count} times")
@@ -209,7 +213,7 @@ class CorpusResult:
         where = {w: v for v, w in enumerate(vocabulary)}
         lengths = torch.tensor([len(w) for w in self.words], dtype=torch.int64)
         tensors = {
-            "sigma": torch.cat(self.sigma, 1) if self.words else torch.zeros(len(self.layers), 0),
+            "sigma": torch.cat(self.sigma, 1),
             "offsets": torch.cat([torch.zeros(1, dtype=torch.int64), lengths.cumsum(0)]),
             "index": self.index,
             "word_ids": torch.tensor([where[w] for ws in self.words for w in ws], dtype=torch.int64),
@@ -289,6 +293,14 @@ class CorpusResult:
         return self.layers.index(layer)
 
 
+def encode(model: nn.Module, tokenizer, texts: Sequence[str]):
+    """Model inputs for ``texts`` as one padded batch: a HuggingFace model takes the tokenizer's whole
+    output (ids, attention mask, token types), any other module the ``input_ids`` tensor alone."""
+    encoded = tokenizer(list(texts), return_tensors="pt", padding=True, truncation=True)
+    transformers = sys.modules.get("transformers")  # a HuggingFace model has imported it already
+    return encoded if transformers is not None and isinstance(model, transformers.PreTrainedModel) else encoded["input_ids"]
+
+
 def _batches(count: int, batch_size: int, shard: tuple[int, int] | None = None) -> list[range]:
     """The batches of sentence indices to solve (only rank's, for ``shard = (rank, world)``): batch ``k``
     holds the sentences from ``k * batch_size`` on and goes to rank ``k % world``."""
@@ -335,12 +347,10 @@ def corpus(
     if tokenizer is None:
         raise InputError("the model has no tokenizer beside it; pass tokenizer= (e.g. AutoTokenizer.from_pretrained(folder))")
 
-    def encode(rows: range):
-        return tokenizer([texts[i] for i in rows], return_tensors="pt", padding=True, truncation=True)
-
     with attach(model, names, tokenizer=tokenizer) as p:
         if regularization is None:
-            regularization = p.regularization((encode(rows) for rows in _batches(len(texts), batch_size)), progress=progress)
+            all_batches = _batches(len(texts), batch_size)
+            regularization = p.regularization((encode(model, tokenizer, [texts[i] for i in rows]) for rows in all_batches), progress=progress)
         elif not isinstance(regularization, Mapping):
             if len(names) > 1:
                 raise InputError("several layers: pass regularization as {layer name: tensor}, e.g. what p.regularization(corpus) returns")
@@ -348,7 +358,7 @@ def corpus(
         sweeps: list[Sweep] = []
         with tqdm(total=sum(map(len, mine)), disable=not progress, desc="corpus", unit="sentence") as bar:
             for rows in mine:
-                found = p.explain(encode(rows), regularization=regularization, scale=scale, rate=rate, seed=seed + rows.start, **solver)
+                found = p.explain(encode(model, tokenizer, [texts[i] for i in rows]), regularization=regularization, scale=scale, rate=rate, seed=seed + rows.start, **solver)
                 sweeps += found if len(rows) > 1 else [found]
                 bar.update(len(rows))
     first = sweeps[0][names[0]]

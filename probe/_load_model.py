@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import json
 import pickle
+import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
@@ -63,7 +64,9 @@ def load_model(path: str | Path, model_class: str | type | None = None, trust_pi
     if path.is_dir():
         return _load_folder(path, cls, {**kwargs, "weights_only": False} if trust_pickle else kwargs)
     if _is_torchscript(path):
-        model = torch.jit.load(str(path), map_location="cpu")
+        with warnings.catch_warnings():  # the file is TorchScript already: the deprecation is not the user's to act on
+            warnings.filterwarnings("ignore", message="`torch.jit.load` is deprecated", category=DeprecationWarning)
+            model = torch.jit.load(str(path), map_location="cpu")
         return LoadedModel(model.eval())
     if path.suffix not in STATE_DICT_SUFFIXES:
         raise InputError(f"{str(path)!r} is not a model file probe reads; give a HuggingFace folder, a {'/'.join(STATE_DICT_SUFFIXES)} state dict or a TorchScript file")

@@ -19,6 +19,13 @@ from _tiny import tiny_bert_folder
 QUICK = ["--samples", "2", "--max-steps", "1"]
 
 
+class Tagger(torch.nn.Sequential):
+    """A state-dict target for --model-class: embedding then a linear head."""
+
+    def __init__(self, vocab: int):
+        super().__init__(torch.nn.Embedding(vocab, 4), torch.nn.Linear(4, 2))
+
+
 @pytest.fixture(scope="module")
 def tiny_bert(tmp_path_factory) -> str:
     return str(tiny_bert_folder(tmp_path_factory.mktemp("tiny-bert")))
@@ -84,6 +91,7 @@ def test_show_prints_and_plots_a_saved_result(tmp_path, capsys):
     assert (tmp_path / "e.png").stat().st_size > 0
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
 def test_user_mistakes_print_one_line_and_exit_2(tiny_bert, tmp_path, capsys):
     err = _one_line_error(capsys, main(["explain", tiny_bert, "--layer", "encoder.layr.1", "--text", "a"]))
     assert "no submodule 'encoder.layr.1'" in err and "did you mean 'encoder.layer.1'" in err
@@ -96,9 +104,46 @@ def test_user_mistakes_print_one_line_and_exit_2(tiny_bert, tmp_path, capsys):
     torch.save(torch.nn.Linear(2, 2), tmp_path / "whole.pt")
     err = _one_line_error(capsys, main(["layers", str(tmp_path / "whole.pt")]))
     assert "--trust-pickle" in err
+    torch.jit.script(torch.nn.Sequential(torch.nn.Linear(2, 2))).save(str(tmp_path / "scripted.pt"))
+    err = _one_line_error(capsys, main(["layers", str(tmp_path / "scripted.pt"), "--text", "a"]))
+    assert "TorchScript" in err and "--model-class" in err
     with pytest.raises(SystemExit) as exit_info:
         main(["explain", tiny_bert, "--text", "a"])  # no --layer
     assert "--layer" in _one_line_error(capsys, exit_info.value.code)
+
+
+class LSTMTagger(torch.nn.Module):
+    """A plain PyTorch model over token ids: an embedding and a forward LSTM."""
+
+    def __init__(self, vocab: int = 30522, dim: int = 8):
+        super().__init__()
+        self.embed = torch.nn.Embedding(vocab, dim, padding_idx=0)
+        self.lstm = torch.nn.LSTM(dim, dim, batch_first=True)
+
+    def forward(self, ids):
+        return self.lstm(self.embed(ids))[0]
+
+
+def test_explain_a_plain_pytorch_state_dict_with_a_tokenizer_folder(tiny_bert, tmp_path, capsys):
+    torch.save(LSTMTagger().state_dict(), tmp_path / "tagger.pt")
+    model = [str(tmp_path / "tagger.pt"), "--model-class", "test_cli:LSTMTagger", "--tokenizer", tiny_bert]
+    assert main(["layers", *model, "--text", "a fine film"]) == 0
+    rows = [line.split(None, 2) for line in capsys.readouterr().out.splitlines()]
+    assert rows == [["(model)", "LSTMTagger", "[1, 5, 8]"], ["embed", "Embedding", "[1, 5, 8]"], ["lstm", "LSTM", "([1, 5, 8], ([1, 1, 8], [1, 1, 8]))"]]
+    assert main(["explain", *model, "--layer", "lstm", "--text", "a fine film", "--no-progress", *QUICK]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0] == "layer lstm" and [line.split()[0] for line in table[2:7]] == ["[CLS]", "a", "fine", "film", "[SEP]"]
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit:DeprecationWarning")
+def test_layers_of_a_state_dict_and_of_torchscript(tmp_path, capsys):
+    model = torch.nn.Sequential(torch.nn.Embedding(10, 4), torch.nn.Linear(4, 2))
+    torch.save(model.state_dict(), tmp_path / "w.pt")
+    assert main(["layers", str(tmp_path / "w.pt"), "--model-class", "test_cli:Tagger", "--model-kwargs", '{"vocab": 10}']) == 0
+    assert [line.split() for line in capsys.readouterr().out.splitlines()] == [["(model)", "Tagger"], ["0", "Embedding"], ["1", "Linear"]]
+    torch.jit.script(model).save(str(tmp_path / "scripted.pt"))
+    assert main(["layers", str(tmp_path / "scripted.pt")]) == 0
+    assert [line.split() for line in capsys.readouterr().out.splitlines()] == [["(model)", "Sequential"], ["0", "Embedding"], ["1", "Linear"]]
 
 
 def test_debug_shows_the_traceback(tiny_bert):
