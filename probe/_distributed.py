@@ -39,6 +39,8 @@ def device(name: str) -> torch.device:
         chosen = torch.device(name)
     except RuntimeError:
         raise InputError(f"unknown device {name!r}; use cpu, cuda or cuda:N") from None
+    if chosen.type == "cuda" and not torch.cuda.is_available():
+        raise InputError(f"device {name!r} asked for, but this torch sees no CUDA GPU; use --device cpu")
     if chosen.type == "cuda" and chosen.index is None and world()[1] > 1:
         return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
     return chosen

@@ -101,6 +101,8 @@ def test_user_mistakes_print_one_line_and_exit_2(tiny_bert, tmp_path, capsys):
     assert "no file" in err and "one sentence per line" in err
     err = _one_line_error(capsys, main(["show", str(tmp_path / "none.safetensors")]))
     assert "no file" in err
+    err = _one_line_error(capsys, main(["explain", tiny_bert, "--layer", "encoder.layer.1", "--text", "a", "--device", "gpu"]))
+    assert "unknown device 'gpu'; use cpu, cuda or cuda:N" in err
     torch.save(torch.nn.Linear(2, 2), tmp_path / "whole.pt")
     err = _one_line_error(capsys, main(["layers", str(tmp_path / "whole.pt")]))
     assert "--trust-pickle" in err
