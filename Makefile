@@ -22,6 +22,9 @@ demo: $(VENV)/.installed
 bench: $(VENV)/.installed
 	$(PY) benchmarks/bench_engine.py
 	$(PY) benchmarks/bench_attach.py
+	$(PY) benchmarks/bench_corpus.py
+	$(PY) benchmarks/bench_callback.py
+	$(PY) benchmarks/soak.py
 
 clean:
 	rm -rf $(VENV) out build *.egg-info

@@ -133,11 +133,11 @@ class Explanation:
     @classmethod
     def _from_file(cls, tensors: Mapping[str, torch.Tensor], meta: Mapping[str, str], path: str) -> "Explanation":
         sigma = _tensor(tensors, "sigma", path, ndim=1)
-        curve = tensors.get("loss_curve", torch.zeros(0))
+        _same_shape(tensors, "information_loss", sigma.shape, path)
         return cls(
             sigma=sigma,
-            regularization=tensors.get("regularization"),
-            curve=curve.tolist(),
+            regularization=_optional(tensors, "regularization", path),
+            curve=_curve(tensors, "loss_curve", path),
             **_fields(meta, path, len(sigma)),
         )
 
@@ -248,36 +248,73 @@ class Sweep(Mapping[str, Explanation]):
     @classmethod
     def _from_file(cls, tensors: Mapping[str, torch.Tensor], meta: Mapping[str, str], path: str) -> "Sweep":
         sigma = _tensor(tensors, "sigma", path, ndim=2)
-        try:
-            layers = json.loads(meta["layers"])
-            assert isinstance(layers, list) and all(isinstance(m, dict) for m in layers)
-        except (KeyError, ValueError, AssertionError):
-            raise FileFormatError(f"{path!r}: the metadata 'layers' is missing or damaged; re-save the sweep") from None
+        _same_shape(tensors, "information_loss", sigma.shape, path)
+        layers = _json(meta, "layers", path)
+        if not (isinstance(layers, list) and all(isinstance(m, dict) for m in layers)):
+            raise FileFormatError(f"{path!r}: the metadata 'layers' is damaged; re-save the sweep")
         if len(layers) != sigma.shape[0]:
-            raise FileFormatError(f"{path!r}: sigma has {sigma.shape[0]} layers but the metadata names {len(layers)}")
+            raise FileFormatError(f"{path!r}: sigma has {sigma.shape[0]} layers but the metadata names {len(layers)}; re-save the sweep")
         explanations = {}
         for i, m in enumerate(layers):
             e = Explanation(
                 sigma=sigma[i],
-                regularization=tensors.get(f"regularization.{i}"),
-                curve=tensors.get(f"loss_curve.{i}", torch.zeros(0)).tolist(),
+                regularization=_optional(tensors, f"regularization.{i}", path),
+                curve=_curve(tensors, f"loss_curve.{i}", path),
                 **_fields(m, path, sigma.shape[1]),
             )
             explanations[str(m.get("name", e.layer or i))] = e
+        if len(explanations) != len(layers):
+            raise FileFormatError(f"{path!r}: the metadata 'layers' names a layer twice; re-save the sweep")
+        if len({tuple(e.words) for e in explanations.values()}) != 1:
+            raise FileFormatError(f"{path!r}: the layers' metadata disagree on the words; re-save the sweep")
         return cls(explanations)
 
 
 def _tensor(tensors: Mapping[str, torch.Tensor], name: str, path: str, ndim: int) -> torch.Tensor:
     t = tensors.get(name)
     if t is None or t.ndim != ndim or not t.is_floating_point():
-        raise FileFormatError(f"{path!r}: tensor {name!r} is missing or has the wrong shape; re-save the result")
+        got = "missing" if t is None else f"a {t.dtype} tensor of shape {tuple(t.shape)}"
+        raise FileFormatError(f"{path!r}: tensor {name!r} is {got}, expected a float tensor of {ndim} axes; re-save the result")
     return t
+
+
+def _same_shape(tensors: Mapping[str, torch.Tensor], name: str, shape: torch.Size, path: str) -> None:
+    """A tensor that, when present, must have ``shape`` (that of sigma)."""
+    t = tensors.get(name)
+    if t is not None and t.shape != shape:
+        raise FileFormatError(f"{path!r}: tensor {name!r} has shape {tuple(t.shape)} but sigma has {tuple(shape)}; re-save the result")
+
+
+def _optional(tensors: Mapping[str, torch.Tensor], name: str, path: str) -> torch.Tensor | None:
+    """An optional float tensor such as a regularization."""
+    t = tensors.get(name)
+    if t is not None and not t.is_floating_point():
+        raise FileFormatError(f"{path!r}: tensor {name!r} holds {t.dtype}, not floats; re-save the result")
+    return t
+
+
+def _curve(tensors: Mapping[str, torch.Tensor], name: str, path: str) -> list[float]:
+    """A loss curve: one float per solver step, or none stored."""
+    t = tensors.get(name)
+    if t is None:
+        return []
+    if t.ndim != 1 or not t.is_floating_point():
+        raise FileFormatError(f"{path!r}: tensor {name!r} has shape {tuple(t.shape)} and dtype {t.dtype}, not a float curve; re-save the result")
+    return t.tolist()
+
+
+def _json(meta: Mapping[str, str], key: str, path: str, default: str | None = None):
+    """One JSON metadata value; a missing, invalid or absurdly nested one is a damaged file."""
+    try:
+        return json.loads(meta[key] if default is None else meta.get(key, default))
+    except (KeyError, TypeError, ValueError, RecursionError):
+        raise FileFormatError(f"{path!r}: the metadata {key!r} is missing or damaged; re-save the result") from None
 
 
 def _fields(meta: Mapping[str, str], path: str, tokens: int) -> dict:
     """The Explanation fields stored as string metadata, checked against the tensors."""
+    words = _json(meta, "words", path)
     try:
-        words = json.loads(meta["words"])
         fields = dict(
             words=words,
             layer=str(meta.get("layer", "")),
@@ -285,9 +322,9 @@ def _fields(meta: Mapping[str, str], path: str, tokens: int) -> dict:
             rate=float(meta["rate"]),
             width=int(meta["width"]),
             loss=float(meta.get("loss", "nan")),
-            converged=bool(json.loads(meta.get("converged", "false"))),
+            converged=bool(_json(meta, "converged", path, "false")),
             steps=int(meta.get("steps", "0")),
-            settings=json.loads(meta.get("settings", "{}")),
+            settings=_json(meta, "settings", path, "{}"),
         )
     except (KeyError, ValueError, TypeError) as err:
         raise FileFormatError(f"{path!r}: metadata is missing or damaged ({err}); re-save the result") from None
@@ -298,8 +335,8 @@ def _fields(meta: Mapping[str, str], path: str, tokens: int) -> dict:
     return fields
 
 
-def load(path: str | Path) -> Explanation | Sweep:
-    """Reads a result that ``Explanation.save`` or ``Sweep.save`` wrote.
+def load(path: str | Path):
+    """Reads any file probe wrote: an Explanation, a Sweep, a CorpusResult or a TimeSeries.
 
     >>> exp = probe.load("exp.safetensors")
     """
