@@ -30,13 +30,10 @@ except ModuleNotFoundError:  # Python 3.10: build the wheel with isolation
 REPO = Path(__file__).resolve().parents[1]
 
 WHERE_IS_EVERYTHING = """
-import json
+import importlib.util, json
 import probe, probe.adapters
-try:
-    import adapters
-    top = adapters.__file__
-except ModuleNotFoundError:
-    top = None
+spec = importlib.util.find_spec("adapters")
+top = None if spec is None else spec.origin
 print(json.dumps({"probe": probe.__file__, "adapters": probe.adapters.__file__, "top": top}))
 """
 
