@@ -47,7 +47,7 @@ class SolverSettings:
     """Largest factor by which one step may change a token's sigma (a trust region)."""
     min_steps: int = 6
     """Fewest refinement steps before the stopping test may end the solve."""
-    tol: float = 0.015
+    tol: float = 0.02
     """Stop when sigma's relative standard error (root-mean-square over the tokens) is below this."""
     probes: int = 4
     """Random directions per token in the linearised start."""

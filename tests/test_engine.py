@@ -84,7 +84,8 @@ def test_linear_phi_reaches_the_closed_form(W, regularized):
         exp = probe.explain(linear(Wt), x, scale=1.0)
         mean_inv_r2 = 1 / float((Wt.double() @ x.double()).square().mean())
     assert exp.converged
-    assert relative_error(exp.sigma, closed_form(W, mean_inv_r2, 1.0)).max() < 0.03
+    error = relative_error(exp.sigma, closed_form(W, mean_inv_r2, 1.0))
+    assert error.mean() < 0.02 and error.max() < 0.05  # default tol: 2% standard error, RMS over tokens
 
 
 def test_many_samples_converge_to_the_optimum_not_near_it():
@@ -109,7 +110,7 @@ def test_words_the_hidden_state_ignores_sit_at_the_ceiling():
 
 
 def test_seed_readme_toy_through_explain(toy):
-    """Default settings stop at a 1.5% standard error; a tighter tol gets closer."""
+    """Default settings stop at a 2% standard error; a tighter tol gets closer."""
     W, x, regularization, exp = toy
     expected = closed_form(TOY_W, float(np.mean(1 / np.square(regularization))), 1.0)
     assert relative_error(exp.sigma, expected).mean() < 0.02
