@@ -31,7 +31,9 @@ CORPUS_PATH = Path(__file__).with_name("corpus.txt")
 SEED_SENTENCE = "rare bird has more than enough charm to make it memorable."
 
 
-def _feature_weights(regularization: torch.Tensor | np.ndarray | None, like: torch.Tensor) -> torch.Tensor | None:
+def _feature_weights(
+    regularization: torch.Tensor | np.ndarray | None, like: torch.Tensor
+) -> torch.Tensor | None:
     """``1 / r^2`` with weight 0 for features whose ``r`` is ~0 (constant over the corpus)."""
     if regularization is None:
         return None
@@ -103,7 +105,8 @@ def reference_optimum(
     Adam on the logits with ``samples`` fresh noise draws per step, pushed through
     ``Phi_batched`` (``[M, n, K] -> [M, ...]``) as one batch; the learning rate follows a
     cosine from 0.05 to 1e-4 (Adam betas 0.9, 0.9), and the logits are Polyak-averaged
-    over the last third of the steps. ``init_sigma`` warm-starts the logits (default: logits 0, sigma = scale / 2).
+    over the last third of the steps. ``init_sigma`` warm-starts the logits (default:
+    logits 0, i.e. sigma = scale / 2).
     """
     generator = torch.Generator(device=x.device).manual_seed(seed)
     x = x.detach()
@@ -168,7 +171,9 @@ class MiniLMCase:
     regularization: torch.Tensor  # [384], corpus std of the length-averaged layer output
 
 
-def _embed(model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, sentence: str) -> tuple[torch.Tensor, list[str]]:
+def _embed(
+    model: torch.nn.Module, tokenizer: PreTrainedTokenizerBase, sentence: str
+) -> tuple[torch.Tensor, list[str]]:
     """Embedding-layer output ``[n, K]`` of one sentence, and its tokens."""
     enc = tokenizer(sentence, return_tensors="pt")
     with torch.no_grad():
