@@ -114,10 +114,31 @@ class Adapter:
         """The axis of a per-sentence output that runs over the input tokens, if any (first of size ``tokens``)."""
         return next((i for i, size in enumerate(shape) if size == tokens), None)
 
+    def check(self, inputs) -> None:
+        """Raises ``probe.errors.InputError`` for inputs the model would reject with an unclear error
+        (or none at all), before anything runs; the generic adapter knows too little to check."""
+
+    def ids(self, inputs) -> torch.Tensor | None:
+        """The token ids, [batch, tokens], when the inputs hold them as an integer tensor."""
+        ids = inputs.get("input_ids") if isinstance(inputs, Mapping) else inputs if isinstance(inputs, torch.Tensor) else None
+        if not isinstance(ids, torch.Tensor) or ids.dtype not in (torch.int32, torch.int64) or ids.ndim < 2:
+            return None
+        return ids.movedim(self.batch_axis(), 0) if self.batch_axis() else ids
+
     def words(self, inputs, tokenizer, row: int, mask: torch.Tensor) -> list[str] | None:
         """The words of sentence ``row`` (its real tokens) from the tokenizer, or None when unknown."""
-        ids = inputs.get("input_ids") if isinstance(inputs, Mapping) else inputs if isinstance(inputs, torch.Tensor) else None
-        if tokenizer is None or not isinstance(ids, torch.Tensor) or ids.dtype not in (torch.int32, torch.int64):
+        ids = self.ids(inputs)
+        if tokenizer is None or ids is None:
             return None
-        ids = ids.movedim(self.batch_axis(), 0) if self.batch_axis() else ids
         return list(tokenizer.convert_ids_to_tokens(ids[row][mask.to(ids.device)].tolist()))
+
+    def only_special(self, inputs, tokenizer, mask: torch.Tensor) -> list[int]:
+        """Sentences whose real tokens are all the tokenizer's special tokens ([CLS], [SEP], ...):
+        an empty text, which has no word to explain."""
+        ids = self.ids(inputs)
+        special = getattr(tokenizer, "all_special_ids", None)
+        if ids is None or not special:
+            return []
+        is_special = torch.isin(ids.cpu(), torch.tensor(sorted(special), dtype=ids.dtype))
+        mask = mask.cpu()
+        return [b for b in range(mask.shape[0]) if bool((is_special[b] | ~mask[b]).all())]

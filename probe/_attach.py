@@ -8,7 +8,10 @@ between they do nothing unless ``explain`` or ``regularization`` is running.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import math
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 import torch
@@ -27,6 +30,11 @@ Select = Callable[[torch.Tensor], torch.Tensor]
 
 class _StopForward(Exception):
     """Raised by the last attached layer's hook: nothing after it is needed."""
+
+
+_RUNNING: weakref.WeakSet[nn.Module] = weakref.WeakSet()
+"""The hooked modules of every attach running ``explain`` or ``regularization`` right now."""
+_RUNNING_LOCK = threading.Lock()
 
 
 class attach:
@@ -74,6 +82,7 @@ class attach:
         self._select = select
         self._tokenizer = tokenizer if tokenizer is not None else _tokenizer_beside(model)
         self._hooks: list = []
+        self._hooked: list[nn.Module] = []
         self._active = False
         self._replacement: torch.Tensor | None = None
         self._embedded: tuple[torch.Tensor, object] | None = None
@@ -97,6 +106,7 @@ class attach:
                 self._hooks.append(module.register_forward_hook(self._on_embedding))
             for name, module in zip(self._names, self._layers):
                 self._hooks.append(module.register_forward_hook(self._on_layer(name)))
+            self._hooked = [self.model, *candidates, *self._layers]
         except BaseException:
             self._remove()
             raise
@@ -109,6 +119,7 @@ class attach:
         for hook in self._hooks:
             hook.remove()
         self._hooks.clear()
+        self._hooked = []
         self._active = False
 
     def _on_embedding(self, module: nn.Module, args, output):
@@ -122,6 +133,8 @@ class attach:
         if not isinstance(output, torch.Tensor) or output.ndim != 3:
             raise LayerError(f"the embedding module returns {_describe(output)}, not [batch, tokens, features]; name another with embedding='name'")
         first = self.adapter.embedding_to_batch_first(output)
+        if 0 in first.shape[:2]:
+            raise InputError(f"the input holds {first.shape[0]} sentences of {first.shape[1]} tokens (empty text?); explain at least one sentence of at least one token")
         self._tokens = first.shape[1]
         self._embedded = (first, args[0] if args else None)
         if self._replacement is None:
@@ -176,6 +189,8 @@ class attach:
         missing = [n for n in self._needed if n not in self._captured]
         if missing:
             raise LayerError(f"the forward pass never reached layer(s) {missing}; attach layers the model runs")
+        if replacement is not None:
+            _check_finite_under_noise(self._captured)
         return [self._captured[n] for n in self._needed]
 
     def _clean(self, inputs):
@@ -184,6 +199,8 @@ class attach:
             outputs = self._run(inputs)
         x, embedding_input = self._embedded
         batch, tokens = x.shape[:2]
+        if not torch.isfinite(x).all():
+            raise ModelError("the embedding module's output holds NaN or inf; check the model's weights (are they loaded?)")
         mask = self.adapter.token_mask(inputs, embedding_input, batch, tokens).to(x.device)
         if mask.shape != (batch, tokens):
             raise InputError(f"the mask has shape {tuple(mask.shape)} but the ids have shape {(batch, tokens)}; pass a mask that matches the ids")
@@ -193,7 +210,7 @@ class attach:
             if out.shape[:1] != (batch,):
                 raise LayerError(f"layer {name!r} gives shape {tuple(out.shape)}, whose first axis is not the batch of {batch}; use select= to make it batch first")
             if not torch.isfinite(out).all():
-                raise ModelError(f"layer {name!r} holds NaN or inf for these inputs; probe explains finite hidden states")
+                raise ModelError(f"layer {name!r} holds NaN or inf for these inputs, before any noise; probe explains finite hidden states: check the model's weights and inputs")
         return x.detach(), mask, [o.detach() for o in outputs]
 
     def _valid(self, out: torch.Tensor, mask: torch.Tensor) -> torch.Tensor | None:
@@ -217,7 +234,7 @@ class attach:
         per_layer: list[list[torch.Tensor]] = [[] for _ in self._names]
         with self._model_state():
             for inputs in tqdm(corpus, disable=not progress, desc="regularization", unit="batch"):
-                _, mask, outputs = self._clean(self.adapter.to_device(inputs, _device(self.model)))
+                _, mask, outputs = self._clean(self._prepared(inputs))
                 for o, out in enumerate(outputs):
                     valid = self._valid(out, mask)
                     axis = self.adapter.length_axis(out.shape[1:], mask.shape[1])
@@ -257,18 +274,15 @@ class attach:
         >>> exp = p.explain(tokenizer("a fine film", return_tensors="pt"), seed=0, samples=32)
         """
         settings = settings_from(solver)
-        weight_std = None
-        if scale is None:
-            weight = self.adapter.word_embedding_weight(self._embedding)
-            if weight is None:
-                raise InputError("no word-embedding weights to set the default scale; pass scale=")
-            weight_std = float(weight.detach().float().std())
-            scale = 10 * weight_std
-        scale, rate = check_scale_rate(scale, rate)
+        scale, rate = check_scale_rate(self._default_scale() if scale is None else scale, rate)
         with self._model_state():
-            inputs = self.adapter.to_device(inputs, _device(self.model))
+            inputs = self._prepared(inputs)
             x, mask, clean = self._clean(inputs)
             batch = x.shape[0]
+            empty = self.adapter.only_special(inputs, self._tokenizer, mask)
+            if empty:
+                raise InputError(f"sentence(s) {empty} hold only special tokens such as [CLS] and [SEP]: the text is empty; explain sentences with at least one word")
+            sentence_words = [self._words(inputs, words, b, mask[b], batch) for b in range(batch)]
             regs = self._regularizations(regularization, clean)
             weights = []
             for name, out, r in zip(self._names, clean, regs):  # a loop, so warnings point at the caller
@@ -290,13 +304,12 @@ class attach:
                 )
         results = []
         for b in range(batch):
-            sentence_words = self._words(inputs, words, b, mask[b], batch)
             per_layer = {}
             for o, name in enumerate(self._names):
                 s = solutions[b][o]
                 per_layer[name] = Explanation(
                     sigma=s.sigma,
-                    words=sentence_words,
+                    words=sentence_words[b],
                     scale=scale,
                     rate=rate,
                     width=x.shape[2],
@@ -310,6 +323,17 @@ class attach:
                 )
             results.append(per_layer[self._names[0]] if self._single else Sweep(per_layer))
         return results[0] if batch == 1 else results
+
+    def _default_scale(self) -> float:
+        """10 x the std of the word-embedding weights, the seed's advice."""
+        weight = self.adapter.word_embedding_weight(self._embedding)
+        if weight is None:
+            raise InputError("no word-embedding weights to set the default scale; pass scale=")
+        _check_loaded(self.model)
+        std = float(weight.detach().float().std())
+        if not math.isfinite(std):
+            raise ModelError("the word-embedding weights hold NaN or inf, so they cannot set the default scale; check the model's weights, or pass scale=")
+        return 10 * std
 
     def _regularizations(self, regularization, clean: list[torch.Tensor]) -> list[torch.Tensor | None]:
         if regularization is None:
@@ -329,7 +353,10 @@ class attach:
         return torch.stack([full_weight(out[b], None if valid is None else valid[b], inverse) for b in range(out.shape[0])])
 
     def _words(self, inputs, words, b: int, mask: torch.Tensor, batch: int) -> list[str]:
+        """Sentence ``b``'s words, checked before the solve so that a wrong list costs nothing."""
         count = int(mask.sum())
+        if words is not None and batch > 1 and (isinstance(words, str) or len(words) != batch):
+            raise InputError(f"the batch has {batch} sentences but words is not a list of {batch} word lists; pass one list per sentence")
         if words is not None:
             chosen = words[b] if batch > 1 else words
             if isinstance(chosen, str) or len(chosen) != count:
@@ -339,18 +366,48 @@ class attach:
         found = self.adapter.words(inputs, self._tokenizer, b, mask)
         return found if found is not None and len(found) == count else [str(i) for i in range(count)]
 
+    def _prepared(self, inputs):
+        """The inputs moved to the model's device and checked by the adapter, before anything runs."""
+        device = _device(self.model, self._embedding)
+        try:
+            moved = self.adapter.to_device(inputs, device)
+        except (RuntimeError, NotImplementedError) as err:
+            raise InputError(f"cannot move the inputs to the model's device {device}: {err}; pass tensors that hold data (not on the 'meta' device)") from None
+        self.adapter.check(moved)
+        return moved
+
     @contextmanager
     def _model_state(self):
         """Eval mode and autograd available inside (even under the caller's ``torch.inference_mode``);
-        every module's train flag restored on the way out, exceptions included."""
-        modes = [(m, m.training) for m in self.model.modules()]
-        self.model.eval()
+        every module's train flag restored on the way out, exceptions included. One run at a time
+        per module: another attach's hooks on the same modules would see this one's noise."""
+        with self._running():
+            modes = [(m, m.training) for m in self.model.modules()]
+            self.model.eval()
+            try:
+                with torch.inference_mode(False):
+                    yield
+            finally:
+                for module, mode in modes:
+                    module.training = mode
+
+    @contextmanager
+    def _running(self) -> Iterator[None]:
+        """Claims the hooked modules for this attach while it runs; refuses when another run holds one."""
+        with _RUNNING_LOCK:
+            if any(m in _RUNNING for m in self._hooked):
+                raise InputError(
+                    "another probe.attach is explaining this model right now (in another thread, or called from inside "
+                    "select or the model's forward); run one explain at a time per model, or give each thread its own "
+                    "copy.deepcopy(model)"
+                )
+            _RUNNING.update(self._hooked)
         try:
-            with torch.inference_mode(False):
-                yield
+            yield
         finally:
-            for module, mode in modes:
-                module.training = mode
+            with _RUNNING_LOCK:
+                for module in self._hooked:
+                    _RUNNING.discard(module)
 
 
 def _call(model: nn.Module, inputs):
@@ -361,9 +418,34 @@ def _call(model: nn.Module, inputs):
     return model(inputs)
 
 
-def _device(model: nn.Module) -> torch.device:
-    first = next(model.parameters(), None)
-    return first.device if first is not None else torch.device("cpu")
+def _device(model: nn.Module, embedding: nn.Module | None) -> torch.device:
+    """Where the inputs go: the embedding module's device (a model split over devices starts
+    there), else the model's first parameter's."""
+    _check_loaded(model)
+    for source in (embedding, model):
+        first = None if source is None else next(source.parameters(), None)
+        if first is not None:
+            return first.device
+    return torch.device("cpu")
+
+
+def _check_loaded(model: nn.Module) -> None:
+    """Weights on the 'meta' device hold no values: nothing can run."""
+    if any(p.is_meta for p in model.parameters()):
+        raise InputError(
+            "the model's weights are on the 'meta' device, so they were never loaded (init_empty_weights, "
+            "device='meta'); load them (from_pretrained, or load_state_dict(..., assign=True)) before explaining"
+        )
+
+
+def _check_finite_under_noise(captured: Mapping[str, torch.Tensor]) -> None:
+    """A layer finite on the clean input but NaN or inf with noise would corrupt sigma silently."""
+    for name, out in captured.items():
+        if not torch.isfinite(out).all():
+            raise ModelError(
+                f"layer {name!r} gives NaN or inf once noise is added to the embeddings (it is finite without); "
+                "pass a smaller scale= so the noise stays within the range the model handles"
+            )
 
 
 def _describe(value) -> str:

@@ -10,34 +10,60 @@ import torch
 from safetensors.torch import load as _load_bytes
 from safetensors.torch import save as _save_bytes
 
-from .errors import FileFormatError, InputError, ProbeFileNotFoundError
+from .errors import FileAccessError, FileFormatError, InputError, ProbeFileNotFoundError
 
 FORMAT = "probe"
 FORMAT_VERSION = 1
 
 
 def write_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
-    """Writes a safetensors file under ``path`` atomically: a temporary file beside it, then a rename."""
+    """Writes a safetensors file under ``path`` atomically: a temporary file beside it, then a rename.
+
+    A crash, a full disk or an interrupt mid-write leaves no half file under ``path``: the old file,
+    if any, stays as it was, and the temporary one is removed.
+    """
     from . import __version__
 
     path = Path(path)
     if path.is_dir():
         raise InputError(f"{str(path)!r} is a folder; give a file name such as {str(path / 'result.safetensors')!r}")
     meta = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "probe_version": __version__, **metadata}
-    blob = _save_bytes({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, metadata=meta)
+    _check_text(meta)
+    # copies: safetensors refuses tensors that share memory, such as one regularization given to two layers
+    blob = _save_bytes({k: v.detach().cpu().clone(memory_format=torch.contiguous_format) for k, v in tensors.items()}, metadata=meta)
     folder = path.parent if str(path.parent) else Path(".")
     if not folder.is_dir():
         raise ProbeFileNotFoundError(f"the folder {str(folder)!r} does not exist; create it first")
-    fd, tmp = _temporary_beside(path)
+    try:
+        fd, tmp = _temporary_beside(path)
+    except OSError as err:
+        raise _access_error(err, "write", path) from err
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(blob)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError):
+            raise _access_error(err, "write", path) from err
         raise
+
+
+def _access_error(err: OSError, action: str, path: Path) -> FileAccessError:
+    """``err`` as a ProbeError that names the file and what to do; still an OSError with its errno."""
+    fix = "check the free space and the folder's permissions (a file already there is unchanged)" if action == "write" else "check its permissions"
+    return FileAccessError(err.errno, f"could not {action} {str(path)!r}: {err.strerror or err}; {fix}", str(path))
+
+
+def _check_text(meta: dict[str, str]) -> None:
+    """Metadata must be valid unicode: a lone surrogate (from a bad decode) has no UTF-8 form."""
+    for key, value in meta.items():
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InputError(f"the {key} {value!r} holds a lone surrogate, which no file can store as text; give it a name of valid unicode") from None
 
 
 def _temporary_beside(path: Path) -> tuple[int, Path]:
@@ -54,7 +80,10 @@ def read_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, s
         raise InputError(f"{str(path)!r} is a folder; give the path of a .safetensors file that probe saved")
     if not path.is_file():
         raise ProbeFileNotFoundError(f"no file {str(path)!r}; check the path (probe results end in .safetensors)")
-    blob = path.read_bytes()
+    try:
+        blob = path.read_bytes()
+    except OSError as err:
+        raise _access_error(err, "read", path) from err
     try:
         tensors = _load_bytes(blob)
         meta = _metadata(blob)
@@ -66,6 +95,8 @@ def read_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, s
         version = int(meta.get("format_version", ""))
     except ValueError:
         raise FileFormatError(f"{str(path)!r} has a damaged format_version; re-save it") from None
+    if version < 1:
+        raise FileFormatError(f"{str(path)!r} has a damaged format_version {version}; re-save it")
     if version > FORMAT_VERSION:
         raise FileFormatError(
             f"{str(path)!r} was written in probe format {version} by a newer probe "

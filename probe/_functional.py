@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 
 from ._objective import as_regularization, feature_weights, full_weight
-from ._phi import Phi, batched, hidden_state
+from ._phi import Phi, batched, hidden_state, noisy_state
 from ._results import Explanation
 from ._solver import SolverSettings, solve
 from .errors import InputError
@@ -80,7 +80,7 @@ def explain(
     weight = full_weight(s, None, None if r is None else feature_weights(r))
     phi_b = batched(Phi, batched_phi)
     (solution,) = solve(
-        lambda rows, xb, needed: [phi_b(xb)],
+        lambda rows, xb, needed: [noisy_state(phi_b, xb, s)],
         x[None].detach(),
         torch.ones(1, x.shape[0], dtype=torch.bool, device=x.device),
         [s[None]],

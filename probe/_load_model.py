@@ -64,10 +64,7 @@ def load_model(path: str | Path, model_class: str | type | None = None, trust_pi
     if path.is_dir():
         return _load_folder(path, cls, {**kwargs, "weights_only": False} if trust_pickle else kwargs)
     if _is_torchscript(path):
-        with warnings.catch_warnings():  # the file is TorchScript already: the deprecation is not the user's to act on
-            warnings.filterwarnings("ignore", message="`torch.jit.load` is deprecated", category=DeprecationWarning)
-            model = torch.jit.load(str(path), map_location="cpu")
-        return LoadedModel(model.eval())
+        return LoadedModel(_load_torchscript(path).eval())
     if path.suffix not in STATE_DICT_SUFFIXES:
         raise InputError(f"{str(path)!r} is not a model file probe reads; give a HuggingFace folder, a {'/'.join(STATE_DICT_SUFFIXES)} state dict or a TorchScript file")
     loaded = _read_weights(path, trust_pickle)
@@ -142,6 +139,18 @@ def _is_torchscript(path: Path) -> bool:
     return any(name.endswith("/constants.pkl") for name in names) and any("/code/" in name for name in names)
 
 
+def _load_torchscript(path: Path) -> nn.Module:
+    """A TorchScript archive. Its own unpickler builds no Python objects, so an archive that names
+    Python functions (a disguised malicious pickle) or is damaged fails there: a ProbeError."""
+    with warnings.catch_warnings():  # the file is TorchScript already: the deprecation is not the user's to act on
+        warnings.filterwarnings("ignore", message="`torch.jit.load` is deprecated", category=DeprecationWarning)
+        try:
+            return torch.jit.load(str(path), map_location="cpu")
+        except RuntimeError as err:
+            reason = " ".join(str(err).split())[:200]
+            raise InputError(f"{str(path)!r} looks like TorchScript but torch.jit.load refused it ({reason}); re-export it with torch.jit.save, or save a state dict") from None
+
+
 def _read_weights(path: Path, trust_pickle: bool):
     """A state dict (or, with ``trust_pickle``, any pickled object) from a weights file."""
     if path.suffix == ".safetensors":
@@ -152,7 +161,9 @@ def _read_weights(path: Path, trust_pickle: bool):
         except Exception as err:  # safetensors raises its own error types for damaged files
             raise InputError(f"{str(path)!r} is not a readable safetensors file ({err}); re-save it with safetensors.torch.save_file") from None
     try:
-        return torch.load(str(path), map_location="cpu", weights_only=not trust_pickle)
+        if trust_pickle:  # the user vouches for the file: its pickle may run code
+            return torch.load(str(path), map_location="cpu", weights_only=False)
+        return torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         if trust_pickle:
             raise InputError(f"{str(path)!r} is a damaged pickle ({err}); re-save it") from None
@@ -169,7 +180,8 @@ def _into_class(state, cls: type | None, kwargs: dict, path: Path) -> nn.Module:
     if cls is None:
         raise InputError(f"{str(path)!r} holds only weights; say which model they belong to with model_class='module:Class' (--model-class)")
     try:
-        model = cls(**kwargs)
+        with torch.random.fork_rng(devices=[]):  # the random init is overwritten: the caller's RNG stream must not move
+            model = cls(**kwargs)
     except TypeError as err:
         raise InputError(f"cannot build {cls.__name__}(**{kwargs}): {err}; pass its constructor arguments as keywords (--model-kwargs)") from None
     if not isinstance(model, nn.Module):

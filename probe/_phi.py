@@ -38,3 +38,20 @@ def hidden_state(phi: Phi, x: torch.Tensor) -> torch.Tensor:
     if not torch.isfinite(s).all():
         raise ModelError("Phi(x) holds NaN or inf; explain a finite hidden state")
     return s
+
+
+def noisy_state(phi_b: Callable[[torch.Tensor], torch.Tensor], xb: torch.Tensor, clean: torch.Tensor) -> torch.Tensor:
+    """``phi_b(xb)`` for a batch of noisy copies, checked: one clean-shaped state per copy, all finite.
+
+    A wrong shape would fail deep in the solver; NaN or inf would corrupt sigma silently.
+    """
+    out = phi_b(xb)
+    if not isinstance(out, torch.Tensor) or out.shape != (xb.shape[0], *clean.shape):
+        got = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise ModelError(
+            f"Phi gave {got} for a batch of {xb.shape[0]} noisy copies, expected {(xb.shape[0], *clean.shape)}; "
+            "with batched_phi=True, Phi must take [copies, tokens, features] and return one state per copy"
+        )
+    if not torch.isfinite(out).all():
+        raise ModelError("Phi gives NaN or inf once noise is added to x (it is finite without); pass a smaller scale=")
+    return out

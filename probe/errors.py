@@ -67,6 +67,17 @@ class FileFormatError(ProbeError, ValueError):
     """
 
 
+class FileAccessError(ProbeError, OSError):
+    """A file the system would not let probe read or write: a full disk, no permission. A failed
+    write leaves any file already under the name unchanged.
+
+    >>> raise FileAccessError(28, "could not write 'x.safetensors': No space left on device; free some space", "x.safetensors")
+    """
+
+    def __str__(self) -> str:
+        return str(self.strerror) if self.strerror else super().__str__()
+
+
 class UnsafeFileError(ProbeError):
     """A saved file whose loading would run code; pass trust_pickle=True only for files you trust.
 
