@@ -189,14 +189,15 @@ def _chunk_rows(forward: Forward, x: torch.Tensor, outputs: int, memory: int) ->
     """
     saved = 0
 
-    def pack(t: torch.Tensor) -> torch.Tensor:
+    def pack(t: torch.Tensor) -> None:
+        """Counts the bytes and keeps nothing: holding the tensor would tie it into a reference
+        cycle with its own grad_fn that the garbage collector cannot free."""
         nonlocal saved
         saved += t.numel() * t.element_size()
-        return t
 
     rows = torch.zeros(1, dtype=torch.long, device=x.device)
     xb = x[:1].clone().requires_grad_(True)
-    with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+    with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda nothing: nothing):
         forward(rows, xb, range(outputs))
     return max(1, int(memory // max(saved, 1)))
 

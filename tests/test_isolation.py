@@ -235,12 +235,6 @@ def test_no_call_changes_torchs_global_state(bert, tokenizer, tmp_path, setting)
 # --- nothing kept alive ------------------------------------------------------------------------
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="probe/_solver.py _chunk_rows: its saved_tensors_hooks pack returns the tensor itself, so an output "
-    "saved by its own grad_fn forms a reference cycle through C++ that gc cannot free: one forward pass per "
-    "explain stays alive. Fix: pack returns None (only the byte count is needed). Remove this mark then.",
-)
 def test_many_explanations_keep_no_tensors_or_hooks_alive():
     """benchmarks/soak.py in miniature: after a warm-up, the live tensors stay as many."""
     sys.path.insert(0, str(ROOT / "benchmarks"))
