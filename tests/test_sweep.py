@@ -14,14 +14,6 @@ import probe
 SOLVER = dict(samples=8, max_steps=8)
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """These models are tiny: one thread is fastest, and the same for every run compared."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 class Classifier(nn.Module):
     """Embedding, dropout, a per-token layer, mean pooling, a frozen-embedding option and a head."""
