@@ -21,7 +21,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ._attach import _tokenizer_beside, attach
-from ._files import write_tensors
+from ._files import setting_metadata, write_tensors
 from ._functional import settings_from
 from ._objective import information_loss
 from ._results import Explanation, Sweep
@@ -228,10 +228,7 @@ class CorpusResult:
             "kind": "corpus",
             "layers": json.dumps(self.layers),
             "vocabulary": json.dumps(vocabulary),
-            "scale": repr(float(self.scale)),
-            "rate": repr(float(self.rate)),
-            "width": str(self.width),
-            "settings": json.dumps(self.settings),
+            **setting_metadata(self.scale, self.rate, self.width, self.settings),
         }
         write_tensors(path, tensors, meta)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 from pathlib import Path
@@ -73,6 +74,12 @@ def _temporary_beside(path: Path) -> tuple[int, Path]:
     return os.open(tmp, flags, 0o666), tmp
 
 
+def setting_metadata(scale: float, rate: float, width: int, settings: dict) -> dict[str, str]:
+    """The string metadata every probe result shares: the objective's scale and rate, the embedding
+    width and the solver settings."""
+    return {"scale": repr(float(scale)), "rate": repr(float(rate)), "width": str(width), "settings": json.dumps(settings)}
+
+
 def read_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Tensors and metadata of a probe safetensors file; a ProbeError for anything else."""
     path = Path(path)
@@ -106,7 +113,6 @@ def read_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, s
 
 
 def _metadata(blob: bytes) -> dict[str, str]:
-    import json
     import struct
 
     (size,) = struct.unpack("<Q", blob[:8])

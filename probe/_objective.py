@@ -28,10 +28,10 @@ def as_regularization(regularization, like: torch.Tensor, name: str = "regulariz
         raise RegularizationError(f"{name} must hold numbers, got dtype {r.dtype}")
     r = r.to(device=like.device, dtype=torch.float64)
     try:
-        torch.broadcast_shapes(r.shape, like.shape)
-        if torch.broadcast_shapes(r.shape, like.shape) != like.shape:
-            raise RuntimeError
+        fits = torch.broadcast_shapes(r.shape, like.shape) == like.shape
     except RuntimeError:
+        fits = False
+    if not fits:
         raise RegularizationError(
             f"{name} has shape {tuple(r.shape)}, which does not broadcast to the hidden state's shape "
             f"{tuple(like.shape)}; pass one value per feature, e.g. shape {tuple(like.shape[-1:])}"

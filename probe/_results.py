@@ -10,7 +10,7 @@ from pathlib import Path
 
 import torch
 
-from ._files import FORMAT_VERSION, read_tensors, write_tensors
+from ._files import FORMAT_VERSION, read_tensors, setting_metadata, write_tensors
 from ._objective import information_loss
 from .errors import FileFormatError, InputError
 
@@ -121,13 +121,10 @@ class Explanation:
         return {
             "words": json.dumps(self.words),
             "layer": self.layer,
-            "scale": repr(float(self.scale)),
-            "rate": repr(float(self.rate)),
-            "width": str(self.width),
             "loss": repr(float(self.loss)),
             "converged": json.dumps(bool(self.converged)),
             "steps": str(self.steps),
-            "settings": json.dumps(self.settings),
+            **setting_metadata(self.scale, self.rate, self.width, self.settings),
         }
 
     @classmethod

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import torch
 
-from ._files import write_tensors
+from ._files import setting_metadata, write_tensors
 from ._objective import information_loss
 from ._results import Explanation, Sweep
 from .errors import FileFormatError, InputError
@@ -137,10 +137,7 @@ class TimeSeries:
             "sentences": json.dumps(self.sentences),
             "steps": json.dumps(self.steps),
             "epochs": json.dumps([None if e != e else e for e in self.epochs]),
-            "scale": repr(float(self.scale)),
-            "rate": repr(float(self.rate)),
-            "width": str(self.width),
-            "settings": json.dumps(self.settings),
+            **setting_metadata(self.scale, self.rate, self.width, self.settings),
         }
         write_tensors(path, tensors, meta)
 
