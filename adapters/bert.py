@@ -69,7 +69,7 @@ class BertAdapter(Adapter):
         offset = 0 if positions.padding_idx is None else positions.padding_idx + 1
         return positions.num_embeddings - offset
 
-    def token_mask(self, inputs, embedding_input, batch: int, tokens: int) -> torch.Tensor:
+    def token_mask(self, inputs, embedding_input, batch: int, tokens: int, embedding: nn.Module | None = None) -> torch.Tensor:
         if isinstance(inputs, Mapping) and isinstance(inputs.get("attention_mask"), torch.Tensor):
             return inputs["attention_mask"].bool().cpu()
-        return super().token_mask(inputs, embedding_input, batch, tokens)
+        return super().token_mask(inputs, embedding_input, batch, tokens, embedding)

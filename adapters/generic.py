@@ -30,8 +30,6 @@ class Adapter:
     def __init__(self, model: nn.Module, layers: Sequence[nn.Module]) -> None:
         self.model = model
         self.layers = list(layers)
-        self.embedding_module: nn.Module | None = None
-        """The module probe perturbs, set by ``probe.attach`` once it is known."""
 
     @classmethod
     def matches(cls, model: nn.Module, layers: Sequence[nn.Module]) -> bool:
@@ -60,9 +58,11 @@ class Adapter:
         first = next((m for m in self.model.modules() if isinstance(m, nn.Embedding)), None)
         return None if first is None else first.weight
 
-    def token_mask(self, inputs, embedding_input, batch: int, tokens: int) -> torch.Tensor:
-        """Real (not padded) tokens, [batch, tokens]: ids that are not the embedding's padding index."""
-        embedding = self.embedding_module
+    def token_mask(self, inputs, embedding_input, batch: int, tokens: int, embedding: nn.Module | None = None) -> torch.Tensor:
+        """Real (not padded) tokens, [batch, tokens]: ids that are not the embedding's padding index.
+
+        ``embedding_input`` is what the perturbed ``embedding`` module received (the ids, for an
+        ``nn.Embedding``)."""
         ids = embedding_input
         if isinstance(embedding, nn.Embedding) and embedding.padding_idx is not None and isinstance(ids, torch.Tensor):
             mask = ids != embedding.padding_idx

@@ -33,11 +33,11 @@ class LSTMAdapter(Adapter):
         rnn = _recurrent(self.model, self.layers)
         return 0 if rnn is None or rnn.batch_first else 1
 
-    def token_mask(self, inputs, embedding_input, batch: int, tokens: int) -> torch.Tensor:
+    def token_mask(self, inputs, embedding_input, batch: int, tokens: int, embedding: nn.Module | None = None) -> torch.Tensor:
         lengths = _lengths(inputs, batch)
         if lengths is not None:
             return torch.arange(tokens)[None, :] < lengths.cpu()[:, None]
-        return super().token_mask(inputs, embedding_input, batch, tokens)
+        return super().token_mask(inputs, embedding_input, batch, tokens, embedding)
 
     def to_device(self, inputs, device: torch.device):
         """As the generic adapter, but a lengths tensor stays on the CPU, where packing needs it."""

@@ -1,4 +1,4 @@
-"""Overhead of ``SweepCallback`` as a fraction of training time.
+"""Overhead of ``SnapshotCallback`` as a fraction of training time.
 
 The same training (a 2-layer BERT with 64 features, batch 32, generated sentences, HF Trainer on
 the CPU) runs without the callback and with it at several recording intervals, alternating, in one
@@ -21,7 +21,7 @@ import torch
 from transformers import BertConfig, BertForSequenceClassification, PrinterCallback, Trainer, TrainingArguments
 from transformers.utils import logging as hf_logging
 
-from probe.callbacks import SweepCallback
+from probe.callbacks import SnapshotCallback
 
 WORDS = "the a film movie plot story acting was is really quite very and it this great good superb awful bad dull".split()
 PROBES = ["the film was really great", "a very dull plot and the acting"]
@@ -60,7 +60,7 @@ def run(tokenizer, data, steps: int, every: int | None, folder: Path) -> tuple[f
     torch.manual_seed(0)
     config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128, max_position_embeddings=16, num_labels=2)
     model = BertForSequenceClassification(config)
-    callbacks = [] if every is None else [SweepCallback(PROBES, LAYERS, folder / f"every{every}.safetensors", tokenizer=tokenizer, every_n_steps=every, scale=2.0)]
+    callbacks = [] if every is None else [SnapshotCallback(PROBES, LAYERS, folder / f"every{every}.safetensors", tokenizer=tokenizer, every_n_steps=every, scale=2.0)]
     args = TrainingArguments(
         output_dir=str(folder / "trainer"), report_to=[], use_cpu=True, save_strategy="no", per_device_train_batch_size=32,
         max_steps=steps, learning_rate=1e-3, logging_strategy="no", disable_tqdm=True, seed=0,
@@ -95,7 +95,7 @@ def main() -> None:
                 reference = reference or weights
                 assert all(torch.equal(reference[k], weights[k]) for k in reference), f"every={every} changed the training"
     base = statistics.median(times[None])
-    print(f"SweepCallback overhead: {options.steps} steps of a 2-layer BERT (64 features, batch 32), {torch.get_num_threads()} thread(s),")
+    print(f"SnapshotCallback overhead: {options.steps} steps of a 2-layer BERT (64 features, batch 32), {torch.get_num_threads()} thread(s),")
     print(f"2 probe sentences x {len(LAYERS)} layers per record, default solver settings; median of {options.repeats} runs")
     print(f"{'setting':<18}{'train s':>9}{'records':>9}{'s/record':>10}{'record/step':>13}{'overhead':>10}")
     print(f"{'no callback':<18}{base:>9.2f}")

@@ -2,7 +2,7 @@
 
 Each iteration enters and leaves a ``probe.attach`` block on a small randomly initialised BERT (the
 MiniLM tokenizer, 64 features, 2 layers) and explains one corpus sentence, cycling through four
-ways in: one layer, a two-layer sweep, ``probe.sweep`` and ``probe.explain`` on the embeddings;
+ways in: one layer, a two-layer sweep, ``probe.snapshot`` and ``probe.explain`` on the embeddings;
 every tenth result is also saved and loaded. The resident set size (RSS), the live tensors and the
 hooks left on the model are reported at the start, every ``--every`` iterations and at the end:
 nothing kept alive means no growth beyond the allocator's noise.
@@ -52,7 +52,7 @@ def explain_once(model: nn.Module, inputs, i: int):
         with probe.attach(model, LAYERS) as p:
             return p.explain(inputs, seed=i, **SOLVER)
     if way == 2:
-        return probe.sweep(model, inputs, LAYERS, seed=i, **SOLVER)
+        return probe.snapshot(model, inputs, LAYERS, seed=i, **SOLVER)
     with torch.no_grad():
         x = model.embeddings(input_ids=inputs["input_ids"])[0]
     return probe.explain(lambda v: model.encoder.layer[0](v), x, seed=i, batched_phi=True, **SOLVER)

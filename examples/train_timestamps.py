@@ -3,7 +3,7 @@
 A 2-layer BERT (64 features) learns a generated sentiment task: a sentence of filler words is
 positive or negative by its one cue word (great, good, superb; awful, bad, dull), or neutral without
 one. Every 15 steps,
-``probe.callbacks.SweepCallback`` explains what the [CLS] state of each layer (the state the
+``probe.callbacks.SnapshotCallback`` explains what the [CLS] state of each layer (the state the
 classifier reads) holds of two probe sentences, with the regularization from 256 training sentences.
 
     python examples/train_timestamps.py          # CPU, well under a minute
@@ -25,7 +25,7 @@ from transformers import BertConfig, BertForSequenceClassification, PreTrainedTo
 from transformers.utils import logging as hf_logging
 
 import probe
-from probe.callbacks import SweepCallback
+from probe.callbacks import SnapshotCallback
 
 FILLERS = "the a film movie plot story acting was is really quite very and it this".split()
 POSITIVE, NEGATIVE = ["great", "good", "superb"], ["awful", "bad", "dull"]
@@ -97,7 +97,7 @@ def main() -> None:
     config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128, max_position_embeddings=16, num_labels=3)
     model = BertForSequenceClassification(config)
 
-    callback = SweepCallback(
+    callback = SnapshotCallback(
         PROBES,
         LAYERS,
         out / "timestamps.safetensors",

@@ -5,39 +5,44 @@ The information-based explanation of Guan et al. (ICML 2019): per-word Gaussian 
 
 >>> import probe
 >>> with probe.attach(model, "encoder.layer.2") as p:
-...     exp = p.explain(tokenizer("a fine film", return_tensors="pt"))
->>> print(exp.table())
+...     exp = p.explain(tokenizer("a fine film", return_tensors="pt"), samples=4, max_steps=2)
+>>> exp.words
+['[CLS]', 'a', 'fine', 'film', '[SEP]']
 """
 
 __version__ = "0.1.0"
 
-from ._functional import explain
-from ._results import Explanation, Sweep, load
-from ._seed_api import Interpreter, calculate_regularization
-from ._solver import SolverSettings
-from .errors import ProbeError
-from ._attach import attach
-from ._corpus import CorpusResult, corpus
-from ._load_model import LoadedModel, load_model
-from ._sweep import sweep
-from ._timeseries import TimeSeries
 from . import adapters
+from ._attach import attach
+from ._corpus import CorpusResult
+from ._corpus_run import corpus
+from ._functional import explain
+from ._load import load
+from ._load_model import LoadedModel, load_model
+from ._results import Explanation
+from ._seed_api import Interpreter, calculate_regularization
+from ._snapshot import snapshot, snapshot_batch
+from ._solver import SolverSettings
+from ._sweep import Sweep
+from ._timeseries import TimeSeries
+from .errors import ProbeError
 
 __all__ = [
-    "Explanation",
-    "adapters",
-    "attach",
-    "corpus",
     "CorpusResult",
+    "Explanation",
     "Interpreter",
+    "LoadedModel",
     "ProbeError",
     "SolverSettings",
     "Sweep",
     "TimeSeries",
+    "adapters",
+    "attach",
     "calculate_regularization",
+    "corpus",
     "explain",
     "load",
     "load_model",
-    "LoadedModel",
-    "sweep",
+    "snapshot",
+    "snapshot_batch",
 ]

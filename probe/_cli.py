@@ -26,10 +26,11 @@ import torch
 from torch import nn
 
 from ._attach import attach
-from ._corpus import encode
+from ._corpus_run import encode
 from ._distributed import device, run_corpus, world
 from ._load_model import load_model
-from ._results import Sweep, load
+from ._load import load
+from ._sweep import Sweep
 from .errors import InputError, ModelError, ProbeError, ProbeFileNotFoundError
 
 DEMO_SENTENCE = "rare bird has more than enough charm to make it memorable."

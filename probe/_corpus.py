@@ -1,45 +1,40 @@
-"""``probe.corpus``: the paper's corpus-level measures, and the ``CorpusResult`` that holds them.
+"""``CorpusResult``: the paper's corpus-level measures over many sentences; one safetensors file.
 
 Per layer: the mean over sentences of the sentence information loss, and the mean information loss of
-each word type across the corpus (which words the layer keeps). Sentences are solved in batches of
-``batch_size`` consecutive sentences; sentence ``i`` uses seed ``seed + i``, so one sentence's result
-depends only on its batch, never on which process ran it: a sharded run merges into the same result.
+each word type across the corpus (which words the layer keeps).
 """
 
 from __future__ import annotations
 
 import json
-import math
-import sys
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
 import torch
-from torch import nn
-from tqdm.auto import tqdm
 
-from ._attach import _tokenizer_beside, attach
+from . import _reading as read
 from ._files import setting_metadata, write_tensors
-from ._functional import settings_from
+from ._load import reads
 from ._objective import information_loss
-from ._results import Explanation, Sweep
+from ._results import Explanation
+from ._sweep import Sweep
 from .errors import FileFormatError, InputError, LayerError, close_matches
 
 
+@reads("corpus")
 @dataclass
 class CorpusResult:
     """Per-word sigma of every layer for every sentence of a corpus, and the corpus measures.
 
-    ``sigma[j]`` is sentence ``j``'s sigma, [layers, words]; ``index[j]`` its position in the corpus.
+    ``sigma[j]`` is sentence ``j``'s sigma, [layers, words]; ``index[j]`` its position in the corpus;
+    ``convergence[o, j]`` whether layer ``o`` of sentence ``j`` converged.
 
-    >>> result = probe.corpus(model, ["encoder.layer.0", "encoder.layer.5"], sentences, tokenizer=tokenizer)
-    >>> result.mean_information_loss          # per layer, nats
-    tensor([-1012.3, -655.9], dtype=torch.float64)
-    >>> result.word_ranking("encoder.layer.5")[:2]   # most kept word types: (word, mean loss, count)
-    [('charm', -1630.2, 3), ('film', -1402.7, 9)]
-    >>> result.save("corpus.safetensors"); probe.load("corpus.safetensors").layers
+    >>> result = probe.corpus(model, ["encoder.layer.0", "encoder.layer.5"], ["a fine film", "a dull film"], tokenizer=tokenizer, samples=4, max_steps=2)
+    >>> result.mean_information_loss.shape          # per layer, nats
+    torch.Size([2])
+    >>> result.save(tmp / "corpus.safetensors"); probe.load(tmp / "corpus.safetensors").layers
     ['encoder.layer.0', 'encoder.layer.5']
     """
 
@@ -50,7 +45,7 @@ class CorpusResult:
     scale: float
     rate: float
     width: int
-    converged: torch.Tensor
+    convergence: torch.Tensor
     steps: torch.Tensor
     settings: dict[str, str] = field(default_factory=dict)
 
@@ -65,14 +60,30 @@ class CorpusResult:
         for j, (s, w) in enumerate(zip(self.sigma, self.words)):
             if s.shape != (L, len(w)):
                 raise InputError(f"sentence {j} has {len(w)} words but sigma of shape {tuple(s.shape)}; expected ({L}, {len(w)})")
-        if self.converged.shape != (L, S) or self.steps.shape != (L, S):
-            raise InputError(f"converged and steps must be [layers, sentences] = ({L}, {S})")
+        self.convergence, self.steps = torch.as_tensor(self.convergence, dtype=torch.bool), torch.as_tensor(self.steps, dtype=torch.int64)
+        if self.convergence.shape != (L, S) or self.steps.shape != (L, S):
+            raise InputError(f"convergence and steps must be [layers, sentences] = ({L}, {S})")
 
     def __len__(self) -> int:
         return len(self.words)
 
     def __repr__(self) -> str:
         return f"CorpusResult(layers={self.layers}, sentences={len(self)}, words={sum(map(len, self.words))})"
+
+    @property
+    def converged(self) -> bool:
+        """Whether every layer of every sentence converged (``convergence`` says which did not)."""
+        return bool(self.convergence.all())
+
+    @property
+    def relative_sigma(self) -> list[torch.Tensor]:
+        """``sigma / scale`` per sentence, [layers, words] each; near 1, the layer has lost the word."""
+        return [s / self.scale for s in self.sigma]
+
+    @property
+    def information_loss(self) -> list[torch.Tensor]:
+        """Per-word information loss per sentence, [layers, words] each, nats (the shape of ``sigma``)."""
+        return [information_loss(s, self.width) for s in self.sigma]
 
     @cached_property
     def sentence_information_loss(self) -> torch.Tensor:
@@ -112,17 +123,18 @@ class CorpusResult:
     def word_ranking(self, layer: str, min_count: int = 1) -> list[tuple[str, float, int]]:
         """Word types occurring at least ``min_count`` times as (word, mean loss, count), most kept first.
 
-        >>> result.word_ranking("encoder.layer.2", min_count=3)[0]
-        ('film', -1402.7, 9)
+        >>> sorted(w for w, loss, count in result.word_ranking("encoder.layer.5", min_count=2))
+        ['[CLS]', '[SEP]', 'a', 'film']
         """
         row = self.word_information_loss[self._layer_index(layer)]
         ranked = [(w, float(row[v]), int(self.word_counts[v])) for v, w in enumerate(self.vocabulary) if self.word_counts[v] >= min_count]
         return sorted(ranked, key=lambda item: item[1])
 
-    def sweep(self, j: int) -> Sweep:
+    def sentence(self, j: int) -> Sweep:
         """Sentence ``j`` of this result (``index[j]`` of the corpus) as a Sweep over the layers.
 
-        >>> print(result.sweep(0).table())
+        >>> result.sentence(0).words
+        ['[CLS]', 'a', 'fine', 'film', '[SEP]']
         """
         if not 0 <= j < len(self):
             raise InputError(f"sentence {j} is out of range; this result holds {len(self)} sentences")
@@ -134,9 +146,9 @@ class CorpusResult:
                 rate=self.rate,
                 width=self.width,
                 layer=name,
-                converged=bool(self.converged[o, j]),
+                converged=bool(self.convergence[o, j]),
                 steps=int(self.steps[o, j]),
-                settings={**self.settings, "seed": str(int(self.settings.get("seed", 0)) + int(self.index[j]))},
+                settings=dict(self.settings),
             )
             for o, name in enumerate(self.layers)
         })
@@ -145,7 +157,8 @@ class CorpusResult:
         """Per layer: mean information loss per sentence and per word, and the most kept and most lost
         word types among those seen at least ``min_count`` times (lower loss = the layer keeps more).
 
-        >>> print(result.table(top=3, min_count=5))
+        >>> print(result.table(top=3))  # doctest: +ELLIPSIS
+        corpus: 2 sentences, 10 words; ...
         """
         words = sum(map(len, self.words))
         width = max(5, *(len(n) for n in self.layers))
@@ -155,7 +168,7 @@ class CorpusResult:
         ]
         per_word = self.sentence_information_loss.sum(1) / words
         for o, name in enumerate(self.layers):
-            done = int(self.converged[o].sum())
+            done = int(self.convergence[o].sum())
             lines.append(f"{name:<{width}}  {float(self.mean_information_loss[o]):>12.1f}  {float(per_word[o]):>10.1f}  {done}/{len(self)}")
         for name in self.layers:
             ranked = self.word_ranking(name, min_count)
@@ -175,7 +188,7 @@ class CorpusResult:
         """Mean sentence information loss per layer, beside the mean loss of each layer's ``top`` most
         kept word types (seen ``min_count`` times or more) across all layers; with a path, also a PNG.
 
-        >>> fig = result.plot("corpus.png")
+        >>> fig = result.plot(tmp / "corpus.png")
         """
         from matplotlib.figure import Figure
 
@@ -207,7 +220,7 @@ class CorpusResult:
     def save(self, path: str | Path) -> None:
         """Writes a plain safetensors file (atomically); ``probe.load`` reads it back.
 
-        >>> result.save("corpus.safetensors")
+        >>> result.save(tmp / "corpus.safetensors")
         """
         vocabulary, counts, per_type = self._word_types
         where = {w: v for v, w in enumerate(vocabulary)}
@@ -217,7 +230,7 @@ class CorpusResult:
             "offsets": torch.cat([torch.zeros(1, dtype=torch.int64), lengths.cumsum(0)]),
             "index": self.index,
             "word_ids": torch.tensor([where[w] for ws in self.words for w in ws], dtype=torch.int64),
-            "converged": self.converged.to(torch.bool),
+            "converged": self.convergence,
             "steps": self.steps.to(torch.int64),
             "sentence_information_loss": self.sentence_information_loss,
             "mean_information_loss": self.mean_information_loss,
@@ -234,30 +247,37 @@ class CorpusResult:
 
     @classmethod
     def _from_file(cls, tensors: Mapping[str, torch.Tensor], meta: Mapping[str, str], path: str) -> "CorpusResult":
+        common = read.settings(meta, path)
+        sigma = read.sigma(tensors, path, 2, common["scale"])
+        layers, vocabulary = read.json_value(meta, "layers", path), read.json_value(meta, "vocabulary", path)
+        if not (isinstance(layers, list) and all(isinstance(n, str) for n in layers) and isinstance(vocabulary, list) and all(isinstance(w, str) for w in vocabulary)):
+            raise FileFormatError(f"{path!r}: the metadata 'layers' or 'vocabulary' is damaged; re-run probe corpus")
         try:
-            layers, vocabulary = json.loads(meta["layers"]), json.loads(meta["vocabulary"])
-            sigma, offsets, word_ids = tensors["sigma"], tensors["offsets"], tensors["word_ids"]
-            words = [[vocabulary[v] for v in word_ids[a:b].tolist()] for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist())]
+            offsets, word_ids = tensors["offsets"].tolist(), tensors["word_ids"]
+            if offsets[0] != 0 or offsets[-1] != sigma.shape[1] or any(b <= a for a, b in zip(offsets, offsets[1:])):
+                raise ValueError("offsets do not split sigma into sentences")
+            if word_ids.shape != (sigma.shape[1],) or (word_ids.numel() and not (0 <= int(word_ids.min()) and int(word_ids.max()) < len(vocabulary))):
+                raise ValueError("word_ids do not index the vocabulary once per word")
+            spans = list(zip(offsets[:-1], offsets[1:]))
             return cls(
                 layers=layers,
-                words=words,
-                sigma=[sigma[:, a:b] for a, b in zip(offsets[:-1].tolist(), offsets[1:].tolist())],
+                words=[[vocabulary[v] for v in word_ids[a:b].tolist()] for a, b in spans],
+                sigma=[sigma[:, a:b] for a, b in spans],
                 index=tensors["index"],
-                scale=float(meta["scale"]),
-                rate=float(meta["rate"]),
-                width=int(meta["width"]),
-                converged=tensors["converged"],
+                convergence=tensors["converged"],
                 steps=tensors["steps"],
-                settings=json.loads(meta.get("settings", "{}")),
+                **common,
             )
-        except (KeyError, ValueError, TypeError, IndexError, InputError) as err:
+        except (KeyError, ValueError, TypeError, IndexError, RuntimeError, InputError) as err:
             raise FileFormatError(f"{path!r}: the corpus result is damaged ({err}); re-run probe corpus") from None
 
     @classmethod
     def merge(cls, parts: Sequence["CorpusResult"]) -> "CorpusResult":
         """One result from the shards of a run, sentences in corpus order (as one process gives them).
 
-        >>> whole = probe.CorpusResult.merge([probe.load(f"out/shard-{r}.safetensors") for r in range(4)])
+        >>> whole = probe.CorpusResult.merge([result])
+        >>> whole.layers == result.layers
+        True
         """
         if not parts:
             raise InputError("merge needs at least one corpus result")
@@ -279,7 +299,7 @@ class CorpusResult:
             scale=first.scale,
             rate=first.rate,
             width=first.width,
-            converged=torch.cat([p.converged for p in parts], 1)[:, order],
+            convergence=torch.cat([p.convergence for p in parts], 1)[:, order],
             steps=torch.cat([p.steps for p in parts], 1)[:, order],
             settings=dict(first.settings),
         )
@@ -290,111 +310,3 @@ class CorpusResult:
         return self.layers.index(layer)
 
 
-def encode(model: nn.Module, tokenizer, texts: Sequence[str]):
-    """Model inputs for ``texts`` as one padded batch: a HuggingFace model takes the tokenizer's whole
-    output (ids, attention mask, token types), any other module the ``input_ids`` tensor alone."""
-    encoded = tokenizer(list(texts), return_tensors="pt", padding=True, truncation=True)
-    transformers = sys.modules.get("transformers")  # a HuggingFace model has imported it already
-    return encoded if transformers is not None and isinstance(model, transformers.PreTrainedModel) else encoded["input_ids"]
-
-
-def _batches(count: int, batch_size: int, shard: tuple[int, int] | None = None) -> list[range]:
-    """The batches of sentence indices to solve (only rank's, for ``shard = (rank, world)``): batch ``k``
-    holds the sentences from ``k * batch_size`` on and goes to rank ``k % world``."""
-    all_batches = [range(start, min(start + batch_size, count)) for start in range(0, count, batch_size)]
-    if shard is None:
-        return all_batches
-    rank, world = shard
-    return all_batches[rank::world]
-
-
-def corpus(
-    model: nn.Module,
-    layers: str | Sequence[str],
-    sentences: Sequence[str],
-    *,
-    tokenizer=None,
-    regularization=None,
-    seed: int = 0,
-    batch_size: int = 8,
-    shard: tuple[int, int] | None = None,
-    scale: float | None = None,
-    rate: float = 0.1,
-    progress: bool = False,
-    **solver,
-) -> CorpusResult:
-    """Explains ``layers`` on every sentence and returns the corpus measures as a CorpusResult.
-
-    ``regularization`` defaults to the per-feature std over ``sentences`` themselves (pass a
-    ``{layer: tensor}`` dict, e.g. from ``p.regularization``, to use another corpus). Sentence ``i``
-    uses seed ``seed + i``. ``shard=(rank, world)`` solves only that rank's batches (every
-    ``world``-th batch of ``batch_size`` sentences); ``CorpusResult.merge`` joins the shards into
-    exactly the result of one process. Solver settings (``samples``, ``max_steps``, ...) are keywords.
-
-    >>> result = probe.corpus(model, ["encoder.layer.0", "encoder.layer.5"], sentences, tokenizer=tokenizer)
-    >>> print(result.table())
-    """
-    names = [layers] if isinstance(layers, str) else [str(n) for n in layers]
-    texts = _check_sentences(sentences)
-    if not isinstance(batch_size, int) or batch_size < 1:
-        raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
-    mine = _batches(len(texts), batch_size, _check_shard(shard, len(texts), batch_size))
-    settings = {**settings_from(solver).as_metadata(), "seed": str(seed), "batch_size": str(batch_size)}
-    tokenizer = tokenizer if tokenizer is not None else _tokenizer_beside(model)
-    if tokenizer is None:
-        raise InputError("the model has no tokenizer beside it; pass tokenizer= (e.g. AutoTokenizer.from_pretrained(folder))")
-
-    with attach(model, names, tokenizer=tokenizer) as p:
-        if regularization is None:
-            all_batches = _batches(len(texts), batch_size)
-            regularization = p.regularization((encode(model, tokenizer, [texts[i] for i in rows]) for rows in all_batches), progress=progress)
-        elif not isinstance(regularization, Mapping):
-            if len(names) > 1:
-                raise InputError("several layers: pass regularization as {layer name: tensor}, e.g. what p.regularization(corpus) returns")
-            regularization = {names[0]: regularization}
-        sweeps: list[Sweep] = []
-        with tqdm(total=sum(map(len, mine)), disable=not progress, desc="corpus", unit="sentence") as bar:
-            for rows in mine:
-                found = p.explain(encode(model, tokenizer, [texts[i] for i in rows]), regularization=regularization, scale=scale, rate=rate, seed=seed + rows.start, **solver)
-                sweeps += found if len(rows) > 1 else [found]
-                bar.update(len(rows))
-    first = sweeps[0][names[0]]
-    return CorpusResult(
-        layers=names,
-        words=[s.words for s in sweeps],
-        sigma=[s.sigma for s in sweeps],
-        index=torch.tensor([i for rows in mine for i in rows], dtype=torch.int64),
-        scale=first.scale,
-        rate=first.rate,
-        width=first.width,
-        converged=torch.tensor([[e.converged for e in s.values()] for s in sweeps], dtype=torch.bool).T,
-        steps=torch.tensor([[e.steps for e in s.values()] for s in sweeps], dtype=torch.int64).T,
-        settings={**settings, "adapter": first.settings.get("adapter", "")},
-    )
-
-
-def _check_sentences(sentences: Sequence[str]) -> list[str]:
-    if isinstance(sentences, str):
-        raise InputError("sentences is one string; pass a list of sentences, e.g. text.splitlines()")
-    texts = list(sentences)
-    if not texts:
-        raise InputError("the corpus has no sentences; pass at least one")
-    for i, text in enumerate(texts):
-        if not isinstance(text, str) or not text.strip():
-            raise InputError(f"sentence {i} is {'empty' if isinstance(text, str) else type(text).__name__}; pass non-empty strings")
-    return texts
-
-
-def _check_shard(shard: tuple[int, int] | None, count: int, batch_size: int) -> tuple[int, int] | None:
-    if shard is None:
-        return None
-    rank, world = shard
-    if not (isinstance(rank, int) and isinstance(world, int) and 0 <= rank < world):
-        raise InputError(f"shard must be (rank, world) with 0 <= rank < world, got {shard!r}")
-    total = math.ceil(count / batch_size)
-    if world > total:
-        raise InputError(f"{world} ranks but only {total} batches of {batch_size} sentences; use at most {total} ranks or a smaller batch size")
-    return rank, world
-
-
-__all__ = ["CorpusResult", "corpus"]

@@ -17,8 +17,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from ._corpus import CorpusResult, corpus
-from ._results import load
+from ._corpus import CorpusResult
+from ._corpus_run import corpus
+from ._load import load
 from .errors import InputError, ProbeFileNotFoundError
 
 RESULT_NAME = "corpus.safetensors"

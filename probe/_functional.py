@@ -90,17 +90,13 @@ def explain(
         seeds=[seed],
         settings=settings,
     )[0]
-    return Explanation(
-        sigma=solution.sigma,
+    return Explanation.of(
+        solution,
         words=words,
         scale=scale,
         rate=rate,
         width=x.shape[1],
         layer=layer,
         regularization=None if r is None else r.to(torch.float32).cpu(),
-        loss=solution.loss,
-        converged=solution.converged,
-        steps=solution.steps,
         settings={**settings.as_metadata(), "seed": str(seed)},
-        curve=solution.curve,
     )

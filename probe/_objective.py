@@ -9,10 +9,10 @@ without a regularization) into one tensor, zero on padding. The penalty is
 from __future__ import annotations
 
 import math
-import warnings
 
 import torch
 
+from ._warnings import warn
 from .errors import RegularizationError
 
 CONSTANT_FEATURE_RATIO = 1e-6
@@ -51,10 +51,9 @@ def feature_weights(r: torch.Tensor, name: str = "regularization") -> torch.Tens
         raise RegularizationError(f"every feature of {name} is constant (all std are 0); nothing can be explained")
     count = int(constant.sum())
     if count:
-        warnings.warn(
+        warn(
             f"{count} of {r.numel()} features of {name} are constant over the corpus "
-            f"(std <= {CONSTANT_FEATURE_RATIO:g} of the largest); they get weight 0",
-            stacklevel=3,
+            f"(std <= {CONSTANT_FEATURE_RATIO:g} of the largest); they get weight 0"
         )
     return torch.where(constant, torch.zeros_like(r), 1.0 / r.clamp_min(1e-300).square())
 

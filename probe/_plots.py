@@ -16,7 +16,8 @@ def word_heatmap(
     path: str | Path | None = None,
     new_figure: Callable | None = None,
 ):
-    """A [rows, words] heatmap in the seed's colours (dark = kept), words as labels, a colour bar.
+    """A [rows, words] heatmap of sigma / scale in the seed's colours (dark = kept), on one fixed
+    range [0, 1] so colours compare across plots, words as labels, a colour bar.
 
     ``new_figure`` makes the empty figure: a plain ``Figure`` by default, so nothing piles up in
     pyplot; ``plt.figure`` for a figure that ``plt.show`` can display on any matplotlib version.
@@ -26,11 +27,11 @@ def word_heatmap(
     height = 1.6 + 0.45 * len(rows)
     fig = (new_figure or Figure)(figsize=(max(4.0, 0.6 * len(words) + 2.0), height), layout="constrained")
     ax = fig.add_subplot()
-    image = ax.imshow(values, cmap="GnBu_r", aspect="auto")
+    image = ax.imshow(values, cmap="GnBu_r", aspect="auto", vmin=0.0, vmax=1.0)
     ax.set_xticks(range(len(words)), labels=words, rotation=45, ha="right")
     ax.set_yticks(range(len(rows)), labels=rows)
     ax.set_title(title)
-    fig.colorbar(image, ax=ax)
+    fig.colorbar(image, ax=ax, label="sigma / scale (dark = kept, 1 = lost)")
     if path is not None:
         fig.savefig(path, dpi=120)
     return fig

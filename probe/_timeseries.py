@@ -16,28 +16,38 @@ from pathlib import Path
 
 import torch
 
+from . import _reading as read
 from ._files import setting_metadata, write_tensors
+from ._load import reads
 from ._objective import information_loss
-from ._results import Explanation, Sweep
+from ._results import Explanation
+from ._sweep import Sweep
 from .errors import FileFormatError, InputError
 
-Results = Explanation | Sweep | Sequence[Explanation | Sweep]
+Results = Sequence[Explanation | Sweep]
+"""What ``probe.snapshot_batch`` or ``p.explain_batch`` return: one result per sentence."""
 
 
+@reads("timeseries")
 @dataclass
 class TimeSeries:
     """Per-word sigma of fixed probe sentences over training; ``sigma[i]`` is [steps, layers, tokens].
 
-    ``SweepCallback`` writes one; ``probe.load`` reads it back. Build one by hand from the results
-    of ``probe.sweep`` with ``like`` and ``append``. One ``scale`` serves every step, so sigma and
+    ``SnapshotCallback`` writes one; ``probe.load`` reads it back. Build one by hand from the results
+    of ``probe.snapshot_batch`` with ``like`` and ``append``. ``convergence[k]`` is [layers,
+    sentences]: which solves of step ``k`` converged. One ``scale`` serves every step, so sigma and
     the information loss compare across steps.
 
-    >>> series = probe.load("out/timestamps.safetensors")
+    >>> inputs = tokenizer(["a fine film", "a dull plot"], padding=True, return_tensors="pt")
+    >>> layers = ["encoder.layer.0", "encoder.layer.1"]
+    >>> series = probe.TimeSeries.like(probe.snapshot_batch(model, inputs, layers, scale=1.0, samples=4, max_steps=2))
+    >>> for step in (0, 20):
+    ...     series.append(step, probe.snapshot_batch(model, inputs, layers, scale=1.0, samples=4, max_steps=2))
     >>> series.steps, series.layers
-    ([0, 20, 40], ['bert.encoder.layer.0', 'bert.encoder.layer.1'])
+    ([0, 20], ['encoder.layer.0', 'encoder.layer.1'])
     >>> series.sigma[0].shape          # sentence 0: [steps, layers, tokens]
-    torch.Size([3, 2, 7])
-    >>> fig = series.plot("out/timestamps.png")
+    torch.Size([2, 2, 5])
+    >>> fig = series.plot(tmp / "timestamps.png")
     """
 
     layers: list[str]
@@ -50,11 +60,16 @@ class TimeSeries:
     epochs: list[float] = field(default_factory=list)
     sigma: list[torch.Tensor] = field(default_factory=list)
     settings: dict[str, str] = field(default_factory=dict)
+    convergence: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         if not self.sigma:
             self.sigma = [torch.zeros(len(self.steps), len(self.layers), len(w)) for w in self.words]
         self.sigma = [s.detach().to("cpu", torch.float32) for s in self.sigma]
+        shape = (len(self.steps), len(self.layers), len(self.words))
+        self.convergence = torch.zeros(shape, dtype=torch.bool) if self.convergence is None else torch.as_tensor(self.convergence, dtype=torch.bool)
+        if self.convergence.shape != shape:
+            raise InputError(f"convergence has shape {tuple(self.convergence.shape)}, expected [steps, layers, sentences] = {shape}")
         if len(self.sigma) != len(self.words) or (self.sentences and len(self.sentences) != len(self.words)):
             raise InputError(f"{len(self.words)} word lists, {len(self.sigma)} sigma tensors and {len(self.sentences)} sentences; pass one of each per sentence")
         if len(self.epochs) != len(self.steps):
@@ -68,7 +83,8 @@ class TimeSeries:
         """An empty series for the sentences, layers, words and scale of ``results`` (what
         ``probe.sweep`` returns: an Explanation, a Sweep, or one of them per sentence).
 
-        >>> series = TimeSeries.like(probe.sweep(model, inputs, layers, scale=1.0))
+        >>> TimeSeries.like(probe.snapshot_batch(model, inputs, layers, scale=1.0, samples=4, max_steps=2)).steps
+        []
         """
         sweeps = _as_sweeps(results)
         first = next(iter(sweeps[0].values()))
@@ -79,7 +95,7 @@ class TimeSeries:
         """Adds the results of one training step; they must explain this series' sentences and layers
         at its scale, and ``step`` must come after the last one.
 
-        >>> series.append(100, probe.sweep(model, inputs, layers, scale=series.scale), epoch=0.5)
+        >>> series.append(100, probe.snapshot_batch(model, inputs, layers, scale=series.scale, samples=4, max_steps=2), epoch=0.5)
         """
         sweeps = _as_sweeps(results)
         if self.steps and step <= self.steps[-1]:
@@ -95,19 +111,27 @@ class TimeSeries:
         self.steps.append(int(step))
         self.epochs.append(float("nan") if epoch is None else float(epoch))
         self.sigma = [torch.cat([old, s.sigma[None]]) for old, s in zip(self.sigma, sweeps)]
+        done = torch.tensor([[s[name].converged for s in sweeps] for name in self.layers], dtype=torch.bool)
+        self.convergence = torch.cat([self.convergence, done[None]])
 
     def until(self, step: int) -> "TimeSeries":
         """The series up to and including ``step`` (to continue it when training resumes there).
 
-        >>> series.until(500).steps[-1] <= 500
-        True
+        >>> series.until(20).steps
+        [0, 20]
         """
         keep = sum(1 for s in self.steps if s <= step)
         return TimeSeries(
             layers=list(self.layers), words=[list(w) for w in self.words], scale=self.scale, rate=self.rate,
             width=self.width, sentences=list(self.sentences), steps=self.steps[:keep],
             epochs=self.epochs[:keep], sigma=[s[:keep] for s in self.sigma], settings=dict(self.settings),
+            convergence=self.convergence[:keep],
         )
+
+    @property
+    def converged(self) -> bool:
+        """Whether every solve of every recorded step converged (``convergence`` says which did not)."""
+        return bool(self.convergence.all())
 
     @property
     def information_loss(self) -> list[torch.Tensor]:
@@ -125,9 +149,9 @@ class TimeSeries:
     def save(self, path: str | Path) -> None:
         """Writes the series into one safetensors file (atomically); ``probe.load`` reads it back.
 
-        >>> series.save("out/timestamps.safetensors")
+        >>> series.save(tmp / "timestamps.safetensors")
         """
-        tensors: dict[str, torch.Tensor] = {}
+        tensors: dict[str, torch.Tensor] = {"converged": self.convergence}
         for i, (s, h) in enumerate(zip(self.sigma, self.information_loss)):
             tensors[f"sigma.{i}"], tensors[f"information_loss.{i}"] = s, h
         meta = {
@@ -143,29 +167,49 @@ class TimeSeries:
 
     @classmethod
     def _from_file(cls, tensors: Mapping[str, torch.Tensor], meta: Mapping[str, str], path: str) -> "TimeSeries":
+        common = read.settings(meta, path)
+        words = read.word_lists(read.json_value(meta, "words", path), path)
         try:
-            words = json.loads(meta["words"])
-            series = cls(
+            sigma = [read.sigma({"sigma": tensors[f"sigma.{i}"]}, path, 3, common["scale"]) for i in range(len(words))]
+            return cls(
                 layers=json.loads(meta["layers"]),
                 words=words,
-                scale=float(meta["scale"]),
-                rate=float(meta["rate"]),
-                width=int(meta["width"]),
                 sentences=json.loads(meta.get("sentences", "[]")),
                 steps=[int(s) for s in json.loads(meta["steps"])],
                 epochs=[float("nan") if e is None else float(e) for e in json.loads(meta["epochs"])],
-                sigma=[tensors[f"sigma.{i}"] for i in range(len(words))],
-                settings=json.loads(meta.get("settings", "{}")),
+                sigma=sigma,
+                convergence=tensors.get("converged"),
+                **common,
             )
         except (KeyError, ValueError, TypeError, InputError) as err:
             raise FileFormatError(f"{path!r}: the time series is damaged ({err}); record it again") from None
-        return series
+
+    def table(self, columns: int = 6) -> str:
+        """Sigma / scale of each word (rows) at up to ``columns`` recorded steps (evenly chosen, the
+        last included), per sentence and layer; small = kept.
+
+        >>> print(series.table())  # doctest: +ELLIPSIS
+        time series: 2 steps, ...
+        """
+        chosen = sorted({round(k * (len(self.steps) - 1) / max(columns - 1, 1)) for k in range(min(columns, len(self.steps)))})
+        lines = [f"time series: {len(self.steps)} steps, {len(self.layers)} layers, {len(self.words)} sentences; sigma / scale (small = kept)"]
+        for i, (words, relative) in enumerate(zip(self.words, self.relative_sigma)):
+            width = max([4, *(len(w) for w in words)])
+            for j, layer in enumerate(self.layers):
+                lines.append(f"\nsentence {i}, layer {layer}")
+                lines.append(f"{'step':<{width}}  " + "  ".join(f"{self.steps[k]:>7}" for k in chosen))
+                for t, word in enumerate(words):
+                    lines.append(f"{word:<{width}}  " + "  ".join(f"{float(relative[k, j, t]):>7.3f}" for k in chosen))
+        return "\n".join(lines)
+
+    def __str__(self) -> str:
+        return self.table()
 
     def plot(self, path: str | Path | None = None):
         """Sigma / scale per word across training steps, one panel per layer (columns) and sentence
         (rows): words down, recorded steps across, dark = kept, light (1) = lost; with a path, a PNG.
 
-        >>> fig = series.plot("out/timestamps.png")
+        >>> fig = series.plot(tmp / "timestamps.png")
         """
         from matplotlib.figure import Figure
 
@@ -194,10 +238,12 @@ class TimeSeries:
 
 
 def _as_sweeps(results: Results) -> list[Sweep]:
-    """One Sweep per sentence, whatever form ``probe.sweep`` returned."""
-    items = [results] if isinstance(results, (Explanation, Sweep)) else list(results)
+    """One Sweep per sentence from what ``snapshot_batch`` returns (a list of Explanations or Sweeps)."""
+    if isinstance(results, (Explanation, Sweep)) or not isinstance(results, Sequence):
+        raise InputError("pass one result per sentence, as a list: what probe.snapshot_batch or p.explain_batch return")
+    items = list(results)
     if not items or not all(isinstance(r, (Explanation, Sweep)) for r in items):
-        raise InputError("pass what probe.sweep returns: an Explanation, a Sweep, or a list of them (one per sentence)")
+        raise InputError("pass what probe.snapshot_batch returns: a list of Explanations or Sweeps, one per sentence")
     return [Sweep({r.layer: r}) if isinstance(r, Explanation) else r for r in items]
 
 

@@ -1,6 +1,6 @@
-"""Callbacks that record probe's measures while a model trains: ``SweepCallback`` for the HF Trainer.
+"""Callbacks that record probe's measures while a model trains: ``SnapshotCallback`` for the HF Trainer.
 
->>> from probe.callbacks import SweepCallback
+>>> from probe.callbacks import SnapshotCallback
 """
 
 from __future__ import annotations
@@ -10,18 +10,18 @@ from pathlib import Path
 
 from transformers import TrainerCallback
 
-from ._attach import Select, attach
-from ._functional import settings_from
-from ._results import load
-from ._sweep import isolated
+from ._attach import attach
+from ._functional import check_scale_rate, settings_from
+from ._hooks import Select
+from ._load import load
 from ._timeseries import TimeSeries
-from .errors import InputError
+from .errors import InputError, ProbeFileNotFoundError
 
 _CORPUS_BATCH = 64
 """Corpus sentences per padded forward pass when the regularization is recomputed."""
 
 
-class SweepCallback(TrainerCallback):
+class SnapshotCallback(TrainerCallback):
     """Explains fixed probe sentences at named layers while a ``transformers.Trainer`` trains, and
     keeps the results as one time series in a safetensors file: the paper's "timestamps" study.
 
@@ -38,10 +38,13 @@ class SweepCallback(TrainerCallback):
     and ``explain``. Only the main process records. When training resumes from a checkpoint, the
     series in ``path`` continues from that step.
 
-    >>> cb = SweepCallback(["the film was great", "a dull plot"], ["bert.encoder.layer.0", "bert.encoder.layer.1"],
-    ...                    "out/timestamps.safetensors", tokenizer=tokenizer, every_n_steps=50)
-    >>> Trainer(model=model, args=args, train_dataset=data, callbacks=[cb]).train()
-    >>> fig = cb.plot("out/timestamps.png")
+    >>> cb = SnapshotCallback(["the film was great", "a dull plot"], ["bert.encoder.layer.0", "bert.encoder.layer.1"],
+    ...                       tmp / "timestamps.safetensors", tokenizer=tokenizer, every_n_steps=50)
+    >>> cb.every_n_steps
+    50
+
+    Then ``Trainer(model=model, args=args, train_dataset=data, callbacks=[cb]).train()`` and
+    ``cb.plot("timestamps.png")``.
     """
 
     def __init__(
@@ -70,11 +73,24 @@ class SweepCallback(TrainerCallback):
         if every_n_steps is not None and (isinstance(every_n_steps, bool) or not isinstance(every_n_steps, int) or every_n_steps < 1):
             raise InputError(f"every_n_steps must be a positive whole number of steps, got {every_n_steps!r}")
         if every_n_steps is None and not on_epoch_end:
-            raise InputError("SweepCallback records nothing: pass every_n_steps=N, on_epoch_end=True, or both")
+            raise InputError("SnapshotCallback records nothing: pass every_n_steps=N, on_epoch_end=True, or both")
         if corpus is not None and (isinstance(corpus, str) or not list(corpus)):
             raise InputError("corpus must be a list of sentences to compute the regularization from, e.g. corpus=train_texts[:200]")
         settings_from(solver)
+        if scale is not None:
+            check_scale_rate(scale, rate)
+        check_scale_rate(1.0, rate)
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise InputError(f"seed must be a whole number, got {seed!r}")
+        if select is not None and not callable(select):
+            raise InputError("select must be a function of the layer's output, e.g. select=lambda h: h[:, 0]")
+        if tokenizer is not None and not callable(tokenizer):
+            raise InputError(f"tokenizer must be a tokenizer (callable on text), got {type(tokenizer).__name__}")
         self.path = Path(path)
+        if self.path.is_dir():
+            raise InputError(f"{str(self.path)!r} is a folder; give a file name such as {str(self.path / 'timestamps.safetensors')!r}")
+        if not self.path.parent.is_dir():
+            raise ProbeFileNotFoundError(f"the folder {str(self.path.parent)!r} does not exist; create it before training")
         self.tokenizer = tokenizer
         self.every_n_steps = every_n_steps
         self.record_epoch_end = on_epoch_end
@@ -93,7 +109,7 @@ class SweepCallback(TrainerCallback):
             return
         if self.tokenizer is None:
             if processing_class is None or not callable(processing_class):
-                raise InputError("SweepCallback needs a tokenizer for its sentences: pass tokenizer= or give the Trainer processing_class=tokenizer")
+                raise InputError("SnapshotCallback needs a tokenizer for its sentences: pass tokenizer= or give the Trainer processing_class=tokenizer")
             self.tokenizer = processing_class
         attach(model, self.layers, select=self.select, tokenizer=self.tokenizer)  # a wrong layer name fails now, not at the first record
         self.series = self._resumed(state.global_step) if state.global_step > 0 else None
@@ -111,10 +127,12 @@ class SweepCallback(TrainerCallback):
     def plot(self, path: str | Path | None = None):
         """Sigma / scale per word across the recorded steps (dark = kept), one panel per layer and sentence.
 
-        >>> fig = cb.plot("out/timestamps.png")
+        >>> cb.plot(tmp / "timestamps.png")  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        probe.errors.InputError: SnapshotCallback has recorded nothing yet; ...
         """
         if self.series is None:
-            raise InputError("SweepCallback has recorded nothing yet; plot after trainer.train(), or probe.load(path).plot()")
+            raise InputError("SnapshotCallback has recorded nothing yet; plot after trainer.train(), or probe.load(path).plot()")
         return self.series.plot(path)
 
     def _resumed(self, step: int) -> TimeSeries | None:
@@ -138,13 +156,13 @@ class SweepCallback(TrainerCallback):
             return  # an epoch end on a step already recorded
         inputs = self.tokenizer(self.sentences, padding=True, return_tensors="pt")
         scale = self.series.scale if self.series is not None else self.scale
-        with isolated(), attach(model, self.layers, select=self.select, tokenizer=self.tokenizer) as p:
+        with attach(model, self.layers, select=self.select, tokenizer=self.tokenizer) as p:
             regularization = None if self.corpus is None else p.regularization(self._corpus_batches())
-            results = p.explain(inputs, regularization=regularization, scale=scale, rate=self.rate, seed=self.seed, **self.solver)
+            results = p.explain_batch(inputs, regularization=regularization, scale=scale, rate=self.rate, seed=self.seed, **self.solver)
         if self.series is None:
             self.series = TimeSeries.like(results, sentences=self.sentences)
         self.series.append(state.global_step, results, epoch=state.epoch)
         self.series.save(self.path)
 
 
-__all__ = ["SweepCallback"]
+__all__ = ["SnapshotCallback"]

@@ -123,8 +123,8 @@ SENTENCES = ["a dull film.", SENTENCE, "the cast is superb"]
 def test_padded_batch_gives_each_sentence_over_its_own_tokens(minilm):
     """The linearised start alone (max_steps=0) is a deterministic function of Phi, mask and seed."""
     with probe.attach(minilm.model, LAYER) as p:
-        batch = p.explain(minilm.encode(SENTENCES, padding=True), seed=5, max_steps=0)
-        alone = [p.explain(minilm.encode(s), seed=5 + b, max_steps=0) for b, s in enumerate(SENTENCES)]
+        batch = p.explain_batch(minilm.encode(SENTENCES, padding=True), seed=5, max_steps=0)
+        alone = [p.explain(minilm.encode(s), seed=5, max_steps=0) for s in SENTENCES]
     assert isinstance(batch, list) and len(batch) == 3
     for together, single in zip(batch, alone):
         assert together.words == single.words
@@ -134,6 +134,6 @@ def test_padded_batch_gives_each_sentence_over_its_own_tokens(minilm):
 def test_padded_batch_equals_sentences_alone_after_refinement(minilm):
     settings = dict(samples=4, max_steps=3)
     with probe.attach(minilm.model, LAYER) as p:
-        batch = p.explain(minilm.encode(SENTENCES[:2], padding=True), seed=5, **settings)
+        batch = p.explain_batch(minilm.encode(SENTENCES[:2], padding=True), seed=5, **settings)
         short = p.explain(minilm.encode(SENTENCES[0]), seed=5, **settings)
     assert relative_error(batch[0].sigma, short.sigma).max() < 1e-4

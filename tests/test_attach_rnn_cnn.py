@@ -171,7 +171,7 @@ def test_cnn_padded_batch_explains_real_tokens_only(cnn, embedding):
     """Padding comes from the embedding's padding_idx, whether probe finds the embedding or is told it."""
     ids = torch.cat([sentence(3), nn.functional.pad(sentence(4, 7), (0, 3))])
     with probe.attach(cnn, "conv", select=lambda h: h[:, :, T], embedding=embedding) as p:
-        long, short = p.explain(ids)
+        long, short = p.explain_batch(ids)
     assert long.sigma.shape == (LENGTH,) and short.sigma.shape == (7,)
     assert_receptive_field(short, [0, 1, 2, 6])
 
@@ -193,9 +193,9 @@ def test_packed_lstm_padded_batch(tmp_path):
     lengths = torch.tensor([LENGTH, 6, 8])
     ids = torch.cat([nn.functional.pad(sentence(5 + b, int(n)), (0, LENGTH - int(n))) for b, n in enumerate(lengths)])
     with probe.attach(model, "lstm", select=lambda h: h[:, T]) as p:
-        batch = p.explain((ids, lengths), seed=3)
-        start = p.explain((ids, lengths), seed=3, max_steps=0)
-        alone = [p.explain((ids[b : b + 1, :n], lengths[b : b + 1]), seed=3 + b, max_steps=0) for b, n in enumerate(lengths.tolist())]
+        batch = p.explain_batch((ids, lengths), seed=3)
+        start = p.explain_batch((ids, lengths), seed=3, max_steps=0)
+        alone = [p.explain((ids[b : b + 1, :n], lengths[b : b + 1]), seed=3, max_steps=0) for b, n in enumerate(lengths.tolist())]
         reg = p.regularization([(ids, lengths)])
         reg_alone = p.regularization([(ids[b : b + 1, :n], lengths[b : b + 1]) for b, n in enumerate(lengths.tolist())])
     assert reg.shape == (24,) and torch.allclose(reg, reg_alone, rtol=1e-5)

@@ -1,4 +1,4 @@
-"""SweepCallback with a real HF Trainer, and the time series file it writes."""
+"""SnapshotCallback with a real HF Trainer, and the time series file it writes."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from transformers import BertConfig, BertForSequenceClassification, PreTrainedTo
 from transformers.utils import logging as hf_logging  # noqa: E402
 
 import probe  # noqa: E402
-from probe.callbacks import SweepCallback  # noqa: E402
+from probe.callbacks import SnapshotCallback  # noqa: E402
 
 WORDS = "the a film plot was very great good awful dull".split()
 PROBES = ["the film was great", "a very dull plot"]
@@ -77,7 +77,7 @@ def train(tokenizer, tmp_path, callbacks=()) -> BertForSequenceClassification:
 
 def test_trainer_with_callback_records_the_chosen_steps_and_trains_bit_identically(tokenizer, tmp_path):
     path = tmp_path / "timestamps.safetensors"
-    callback = SweepCallback(PROBES, LAYERS, path, every_n_steps=4, on_epoch_end=True, scale=1.0, select=lambda h: h[:, 0], **SOLVER)
+    callback = SnapshotCallback(PROBES, LAYERS, path, every_n_steps=4, on_epoch_end=True, scale=1.0, select=lambda h: h[:, 0], **SOLVER)
     swept = train(tokenizer, tmp_path, [callback])
     plain = train(tokenizer, tmp_path)
 
@@ -94,9 +94,9 @@ def test_trainer_with_callback_records_the_chosen_steps_and_trains_bit_identical
         assert not torch.equal(sigma[0], sigma[-1]), "training changed the model, so what its layers keep changes"
     assert all(torch.equal(a, b) for a, b in zip(series.sigma, callback.series.sigma))
 
-    # the last record is what probe.sweep says about the trained model
+    # the last record is what probe.snapshot_batch says about the trained model
     inputs = tokenizer(PROBES, padding=True, return_tensors="pt")
-    final = probe.sweep(swept, inputs, LAYERS, scale=1.0, select=lambda h: h[:, 0], tokenizer=tokenizer, **SOLVER)
+    final = probe.snapshot_batch(swept, inputs, LAYERS, scale=1.0, select=lambda h: h[:, 0], tokenizer=tokenizer, **SOLVER)
     for i, sweep in enumerate(final):
         assert torch.equal(series.sigma[i][-1], sweep.sigma)
     assert torch.allclose(series.information_loss[0][-1], final[0].information_loss)
@@ -110,7 +110,7 @@ def test_corpus_regularization_and_resuming_a_recorded_series(tokenizer, tmp_pat
     path = tmp_path / "series.safetensors"
     model = tiny_bert(tokenizer)
     corpus = ["the film", "a dull plot was good", "great"]
-    first = SweepCallback(PROBES[0], LAYERS[0], path, every_n_steps=2, on_epoch_end=True, corpus=corpus, tokenizer=tokenizer, **SOLVER)
+    first = SnapshotCallback(PROBES[0], LAYERS[0], path, every_n_steps=2, on_epoch_end=True, corpus=corpus, tokenizer=tokenizer, **SOLVER)
     first.on_train_begin(None, TrainerState(), None, model=model)
     for step in (1, 2, 3, 4):
         first.on_step_end(None, TrainerState(global_step=step, epoch=step / 4), None, model=model)
@@ -119,38 +119,38 @@ def test_corpus_regularization_and_resuming_a_recorded_series(tokenizer, tmp_pat
     assert first.series.scale == pytest.approx(10 * float(model.bert.embeddings.word_embeddings.weight.detach().std()))
     with probe.attach(model, LAYERS[0]) as p:
         regularization = p.regularization([tokenizer(corpus, padding=True, return_tensors="pt")])
-    expected = probe.sweep(model, tokenizer(PROBES[0], return_tensors="pt"), LAYERS[0], regularization=regularization, scale=first.series.scale, **SOLVER)
+    expected = probe.snapshot(model, tokenizer(PROBES[0], return_tensors="pt"), LAYERS[0], regularization=regularization, scale=first.series.scale, **SOLVER)
     assert torch.equal(first.series.sigma[0][-1, 0], expected.sigma)
 
-    resumed = SweepCallback(PROBES[0], LAYERS[0], path, every_n_steps=2, at_start=False, tokenizer=tokenizer)
+    resumed = SnapshotCallback(PROBES[0], LAYERS[0], path, every_n_steps=2, at_start=False, tokenizer=tokenizer)
     resumed.on_train_begin(None, TrainerState(global_step=2), None, model=model)
     assert resumed.series.steps == [0, 2] and resumed.series.scale == first.series.scale
     assert torch.equal(resumed.series.sigma[0], first.series.sigma[0][:2])
 
-    fresh = SweepCallback(PROBES[0], LAYERS[0], path, every_n_steps=2, at_start=False, tokenizer=tokenizer)
+    fresh = SnapshotCallback(PROBES[0], LAYERS[0], path, every_n_steps=2, at_start=False, tokenizer=tokenizer)
     fresh.on_train_begin(None, TrainerState(global_step=0), None, model=model)
     assert fresh.series is None
 
-    other = SweepCallback(PROBES[1], LAYERS[0], path, every_n_steps=2, tokenizer=tokenizer)
+    other = SnapshotCallback(PROBES[1], LAYERS[0], path, every_n_steps=2, tokenizer=tokenizer)
     with pytest.raises(probe.ProbeError, match="other results"):
         other.on_train_begin(None, TrainerState(global_step=2), None, model=model)
 
 
 def test_callback_mistakes_are_probe_errors_that_say_the_fix(tokenizer, tmp_path):
     with pytest.raises(probe.ProbeError, match="every_n_steps=N, on_epoch_end=True"):
-        SweepCallback(PROBES, LAYERS, tmp_path / "s.safetensors")
+        SnapshotCallback(PROBES, LAYERS, tmp_path / "s.safetensors")
     with pytest.raises(probe.ProbeError, match="positive whole number"):
-        SweepCallback(PROBES, LAYERS, tmp_path / "s.safetensors", every_n_steps=0)
+        SnapshotCallback(PROBES, LAYERS, tmp_path / "s.safetensors", every_n_steps=0)
     with pytest.raises(probe.ProbeError, match="unknown solver setting"):
-        SweepCallback(PROBES, LAYERS, tmp_path / "s.safetensors", every_n_steps=5, sample=8)
+        SnapshotCallback(PROBES, LAYERS, tmp_path / "s.safetensors", every_n_steps=5, sample=8)
     with pytest.raises(probe.ProbeError, match="non-empty strings"):
-        SweepCallback([], LAYERS, tmp_path / "s.safetensors", every_n_steps=5)
-    callback = SweepCallback(PROBES, LAYERS, tmp_path / "s.safetensors", every_n_steps=5)
+        SnapshotCallback([], LAYERS, tmp_path / "s.safetensors", every_n_steps=5)
+    callback = SnapshotCallback(PROBES, LAYERS, tmp_path / "s.safetensors", every_n_steps=5)
     with pytest.raises(probe.ProbeError, match="tokenizer="):
         callback.on_train_begin(None, TrainerState(), None, model=tiny_bert(tokenizer))
     with pytest.raises(probe.ProbeError, match="recorded nothing yet"):
         callback.plot(tmp_path / "s.png")
-    typo = SweepCallback(PROBES, ["bert.encoder.layer.O"], tmp_path / "s.safetensors", every_n_steps=5, at_start=False, tokenizer=tokenizer)
+    typo = SnapshotCallback(PROBES, ["bert.encoder.layer.O"], tmp_path / "s.safetensors", every_n_steps=5, at_start=False, tokenizer=tokenizer)
     with pytest.raises(probe.ProbeError, match="no submodule 'bert.encoder.layer.O'; did you mean"):
         typo.on_train_begin(None, TrainerState(), None, model=tiny_bert(tokenizer))
 
@@ -158,18 +158,22 @@ def test_callback_mistakes_are_probe_errors_that_say_the_fix(tokenizer, tmp_path
 def test_time_series_checks_what_is_appended_and_round_trips(tokenizer, tmp_path):
     model = tiny_bert(tokenizer)
     inputs = tokenizer(PROBES[0], return_tensors="pt")
-    result = probe.sweep(model, inputs, LAYERS, scale=1.0, **SOLVER)
-    series = probe.TimeSeries.like(result)
-    series.append(10, result)
+    (result,) = results = probe.snapshot_batch(model, inputs, LAYERS, scale=1.0, **SOLVER)
+    series = probe.TimeSeries.like(results)
+    series.append(10, results)
     with pytest.raises(probe.ProbeError, match="not after the last recorded step 10"):
-        series.append(10, result)
+        series.append(10, results)
+    with pytest.raises(probe.ProbeError, match="as a list"):
+        series.append(20, result)
     with pytest.raises(probe.ProbeError, match="same layers"):
-        series.append(20, probe.sweep(model, inputs, LAYERS[:1], scale=1.0, **SOLVER))
+        series.append(20, probe.snapshot_batch(model, inputs, LAYERS[:1], scale=1.0, **SOLVER))
     with pytest.raises(probe.ProbeError, match="scale=series.scale"):
-        series.append(20, probe.sweep(model, inputs, LAYERS, scale=2.0, **SOLVER))
+        series.append(20, probe.snapshot_batch(model, inputs, LAYERS, scale=2.0, **SOLVER))
     series.save(tmp_path / "t.safetensors")
     back = probe.load(tmp_path / "t.safetensors")
     assert back.steps == [10] and math.isnan(back.epochs[0]) and back.words == [result.words]
     assert torch.equal(back.sigma[0][0], result.sigma) and back.settings["solver.samples"] == "8"
+    assert back.convergence.tolist() == [[[e.converged] for e in result.values()]] and back.converged == result.converged
+    assert "sentence 0, layer bert.encoder.layer.1" in back.table() and back.table().count("\n") > len(result.words)
     with pytest.raises(probe.ProbeError, match="no steps yet"):
         back.until(5).plot()

@@ -19,7 +19,10 @@ SETTINGS = settings(max_examples=60, deadline=None, suppress_health_check=[Healt
 text = st.text(max_size=12)
 name = st.text(st.characters(blacklist_categories=("Cs",)), max_size=12)
 """A layer name: any unicode but lone surrogates, which a file stores only inside JSON (words do)."""
-sigma = st.floats(min_value=2.0**-100, max_value=2.0**100, width=32)
+fraction = st.floats(min_value=2.0**-60, max_value=1.0)
+"""sigma / scale: sigma lies in (0, scale]."""
+scale_values = st.floats(min_value=1e-20, max_value=1e20)
+"""A scale whose sigma float32 holds."""
 positive = st.floats(min_value=5e-324, allow_infinity=False)
 number = st.floats(allow_nan=False, allow_infinity=False)
 
@@ -29,10 +32,11 @@ def explanations(draw, words: list[str] | None = None, layer: str | None = None)
     """An Explanation with every field random: words, sigma, shapes, metadata, curve."""
     words = draw(st.lists(text, min_size=1, max_size=8)) if words is None else words
     features = draw(st.integers(1, 6))
+    scale = draw(scale_values)
     return Explanation(
-        sigma=torch.tensor(draw(st.lists(sigma, min_size=len(words), max_size=len(words))), dtype=torch.float32),
+        sigma=torch.tensor([scale * f for f in draw(st.lists(fraction, min_size=len(words), max_size=len(words)))], dtype=torch.float32),
         words=words,
-        scale=draw(positive),
+        scale=scale,
         rate=draw(positive),
         width=draw(st.integers(1, 4096)),
         layer=draw(name) if layer is None else layer,
@@ -101,16 +105,16 @@ def valid_files() -> dict[str, bytes]:
         curve=[1.0, 0.5],
         steps=2,
     )
-    series = probe.TimeSeries(layers=["a", "b"], words=[["x", "y"]], scale=0.5, rate=0.1, width=8, steps=[0, 5], epochs=[0.0, 1.0], sigma=[torch.rand(2, 2, 2)])
+    series = probe.TimeSeries(layers=["a", "b"], words=[["x", "y"]], scale=0.5, rate=0.1, width=8, steps=[0, 5], epochs=[0.0, 1.0], sigma=[0.01 + 0.4 * torch.rand(2, 2, 2)])
     corpus = probe.CorpusResult(
         layers=["a"],
         words=[["x", "y"], ["x"]],
-        sigma=[torch.rand(1, 2), torch.rand(1, 1)],
+        sigma=[0.01 + 0.4 * torch.rand(1, 2), 0.01 + 0.4 * torch.rand(1, 1)],
         index=torch.tensor([0, 1]),
         scale=0.5,
         rate=0.1,
         width=8,
-        converged=torch.zeros(1, 2, dtype=torch.bool),
+        convergence=torch.zeros(1, 2, dtype=torch.bool),
         steps=torch.ones(1, 2, dtype=torch.int64),
     )
     results = {"explanation": exp, "sweep": Sweep({"a": exp, "b": exp}), "timeseries": series, "corpus": corpus}

@@ -113,7 +113,7 @@ def test_empty_text_is_refused(bert, tokenizer):
     """An empty string tokenizes to [CLS] [SEP]: nothing to explain."""
     refuses(bert, "encoder.layer.1", lambda p: p.explain(tokenizer("", return_tensors="pt"), **FAST), InputError, r"only special tokens.*text is empty", tokenizer=tokenizer)
     padded = tokenizer(["a fine film", ""], return_tensors="pt", padding=True)
-    refuses(bert, "encoder.layer.1", lambda p: p.explain(padded, **FAST), InputError, r"sentence\(s\) \[1\] hold only special tokens", tokenizer=tokenizer)
+    refuses(bert, "encoder.layer.1", lambda p: p.explain_batch(padded, **FAST), InputError, r"sentence\(s\) \[1\] hold only special tokens", tokenizer=tokenizer)
 
 
 def test_zero_tokens_are_refused_before_the_model_fails(bert, tokenizer):
@@ -189,8 +189,9 @@ def test_words_of_the_wrong_length_are_refused_before_the_solve(bert, tokenizer)
     refuses(bert, "encoder.layer.1", lambda p: p.explain(enc, words=["a", "fine"], **FAST), InputError, r"5 real tokens but words gives 2 words")
     refuses(bert, "encoder.layer.1", lambda p: p.explain(enc, words="a fine film", **FAST), InputError, r"words gives a string")
     batch = tokenizer(["a fine film", "dull"], return_tensors="pt", padding=True)
-    refuses(bert, "encoder.layer.1", lambda p: p.explain(batch, words=[["a"] * 5], **FAST), InputError, r"2 sentences but words is not a list of 2 word lists")
-    refuses(bert, "encoder.layer.1", lambda p: p.explain(batch, words=[["a"] * 5, ["b"] * 5], **FAST), InputError, r"sentence 1 has 3 real tokens but words gives 5")
+    refuses(bert, "encoder.layer.1", lambda p: p.explain_batch(batch, words=[["a"] * 5], **FAST), InputError, r"2 sentences but words is not a list of 2 word lists")
+    refuses(bert, "encoder.layer.1", lambda p: p.explain_batch(batch, words=[["a"] * 5, ["b"] * 5], **FAST), InputError, r"sentence 1 has 3 real tokens but words gives 5")
+    refuses(bert, "encoder.layer.1", lambda p: p.explain(batch, **FAST), InputError, r"2 sentences; explain takes one: use p.explain_batch")
     assert bert.calls == 4  # one clean pass each: the solver never ran
 
 

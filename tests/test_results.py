@@ -27,7 +27,7 @@ WORDS = ["[CLS]", "rare", "bird", "é", "[SEP]"]
 def explanation(layer: str = "encoder.layer.2", shift: float = 0.0, regularized: bool = True) -> Explanation:
     """A hand-made result with every field set, so a round trip has something to lose."""
     return Explanation(
-        sigma=torch.tensor([0.01, 0.2, 0.05, 0.49, 0.3]) + shift,
+        sigma=torch.tensor([0.01, 0.2, 0.05, 0.48, 0.3]) + shift,
         words=list(WORDS),
         scale=0.5,
         rate=0.1,
@@ -135,9 +135,10 @@ def test_plot_is_the_word_heatmap(tmp_path):
     assert isinstance(fig, Figure)
     heatmap, colorbar = fig.axes
     assert [t.get_text() for t in heatmap.get_xticklabels()] == WORDS
-    assert heatmap.get_title() == "encoder.layer.2"
-    assert np.allclose(heatmap.images[0].get_array(), exp.sigma[None].numpy())
-    assert colorbar.get_label() == "<colorbar>"
+    assert [t.get_text() for t in heatmap.get_yticklabels()] == ["encoder.layer.2"]
+    assert np.allclose(heatmap.images[0].get_array(), (exp.sigma / 0.5)[None].numpy())
+    assert heatmap.images[0].get_clim() == (0.0, 1.0), "the colours mean the same in every plot: 0 kept, 1 lost"
+    assert colorbar.get_ylabel() == "sigma / scale (dark = kept, 1 = lost)"
 
 
 def test_plot_with_a_path_writes_a_png(tmp_path):

@@ -1,4 +1,4 @@
-"""probe.sweep inside training loops: the training must end bit-identical to one without sweeps."""
+"""probe.snapshot inside training loops: the training must end bit-identical to one without sweeps."""
 
 from __future__ import annotations
 
@@ -64,7 +64,7 @@ def train(optimizer_name: str, sweep_every: int | None) -> dict[str, torch.Tenso
         loss.backward()
         if sweep_every and step % sweep_every == 0:
             grads = [p.grad.clone() for p in params]
-            result = probe.sweep(model, probe_ids, ["encoder", "embed"], seed=step, scale=1.0, **SOLVER)
+            result = probe.snapshot(model, probe_ids, ["encoder", "embed"], seed=step, scale=1.0, **SOLVER)
             assert result.sigma.shape == (2, 5) and torch.isfinite(result.sigma).all()
             assert all(torch.equal(g, p.grad) for g, p in zip(grads, params))
             assert model.embed.weight.grad is None and not model.embed.weight.requires_grad
@@ -89,11 +89,13 @@ def test_sweep_restores_random_streams_a_model_draws_from():
     model.encoder.insert(0, NoisyLayer())
     ids = torch.tensor([[3, 5, 7, 9]])
     before = rng_states()
+    model(ids)
+    assert not same_rng(before, rng_states()), "the model draws random numbers: a plain forward pass moves the streams"
+    before = rng_states()
     with probe.attach(model, "encoder") as p:
         p.explain(ids, scale=1.0, **SOLVER)
-    assert not same_rng(before, rng_states()), "the model draws random numbers, so attach alone moves the streams"
-    before = rng_states()
-    probe.sweep(model, ids, "encoder", scale=1.0, **SOLVER)
+    assert same_rng(before, rng_states())
+    probe.snapshot(model, ids, "encoder", scale=1.0, **SOLVER)
     assert same_rng(before, rng_states())
 
 
@@ -102,28 +104,33 @@ def test_sweep_returns_what_attach_explain_returns_in_any_grad_mode():
     model = Classifier().eval()
     batch = torch.tensor([[3, 5, 7, 9], [4, 6, 8, 0]])
     with probe.attach(model, ["encoder", "head"], select=lambda h: h if h.ndim == 2 else h[:, :2]) as p:
-        expected = p.explain(batch, seed=5, scale=1.0, **SOLVER)
+        expected = p.explain_batch(batch, seed=5, scale=1.0, **SOLVER)
     results = {}
-    results["plain"] = probe.sweep(model, batch, ["encoder", "head"], seed=5, scale=1.0, select=lambda h: h if h.ndim == 2 else h[:, :2], **SOLVER)
+    results["plain"] = probe.snapshot_batch(model, batch, ["encoder", "head"], seed=5, scale=1.0, select=lambda h: h if h.ndim == 2 else h[:, :2], **SOLVER)
     with torch.no_grad():
-        results["no_grad"] = probe.sweep(model, batch, ["encoder", "head"], seed=5, scale=1.0, select=lambda h: h if h.ndim == 2 else h[:, :2], **SOLVER)
+        results["no_grad"] = probe.snapshot_batch(model, batch, ["encoder", "head"], seed=5, scale=1.0, select=lambda h: h if h.ndim == 2 else h[:, :2], **SOLVER)
     with torch.inference_mode():
-        results["inference_mode"] = probe.sweep(model, batch, ["encoder", "head"], seed=5, scale=1.0, select=lambda h: h if h.ndim == 2 else h[:, :2], **SOLVER)
+        results["inference_mode"] = probe.snapshot_batch(model, batch, ["encoder", "head"], seed=5, scale=1.0, select=lambda h: h if h.ndim == 2 else h[:, :2], **SOLVER)
     for mode, result in results.items():
         assert isinstance(result, list) and len(result) == 2, mode
         assert [r.words for r in result] == [["0", "1", "2", "3"], ["0", "1", "2"]], mode
         for got, want in zip(result, expected):
             assert torch.equal(got.sigma, want.sigma), mode
     assert not model.training
-    single = probe.sweep(model, batch[:1], "encoder", scale=1.0, **SOLVER)
-    assert isinstance(single, probe.Explanation) and single.layer == "encoder"
+    single = probe.snapshot(model, batch[:1], "encoder", scale=1.0, **SOLVER)
+    assert type(single) is probe.Explanation and single.layer == "encoder"
+    assert torch.equal(single.sigma, expected[0]["encoder"].sigma), "a sentence alone is the sentence in its batch"
+    (one,) = probe.snapshot_batch(model, batch[:1], ["encoder"], scale=1.0, **SOLVER)
+    assert type(one) is probe.Sweep and one.layers == ["encoder"]
+    with pytest.raises(probe.ProbeError, match="explain_batch"):
+        probe.snapshot(model, batch, "encoder", scale=1.0, **SOLVER)
 
 
 def test_sweep_errors_are_probe_errors_and_leave_the_model_as_found():
     model = Classifier().train()
     with pytest.raises(probe.ProbeError, match="did you mean 'encoder'"):
-        probe.sweep(model, torch.tensor([[3, 5]]), "encodr")
+        probe.snapshot(model, torch.tensor([[3, 5]]), "encodr")
     with pytest.raises(probe.ProbeError, match="unknown solver setting"):
-        probe.sweep(model, torch.tensor([[3, 5]]), "encoder", sample=4)
+        probe.snapshot(model, torch.tensor([[3, 5]]), "encoder", sample=4)
     assert all(m.training for m in model.modules())
     assert not model.embed._forward_hooks and not model.encoder._forward_hooks

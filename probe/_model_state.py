@@ -1,0 +1,113 @@
+"""Leaving a model, and the process, as probe found them.
+
+While probe runs a model it needs eval mode and autograd (even under the caller's
+``torch.inference_mode``), one run at a time per module, and random streams that the caller does
+not see move. Everything here is put back on every way out, exceptions included.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import threading
+import weakref
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import InputError
+
+_RUNNING: weakref.WeakSet[nn.Module] = weakref.WeakSet()
+"""The hooked modules of every probe run in progress."""
+_RUNNING_LOCK = threading.Lock()
+
+
+@contextmanager
+def isolated() -> Iterator[None]:
+    """Leaves every random stream a caller uses as found: torch's CPU generator, each CUDA device's
+    generator (when CUDA is in use), Python's ``random`` and numpy's global generator. Inside,
+    autograd works even under an enclosing ``torch.inference_mode()``.
+
+    >>> before = torch.get_rng_state()
+    >>> with isolated():
+    ...     _ = torch.rand(3)
+    >>> torch.equal(before, torch.get_rng_state())
+    True
+    """
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
+    python_state, numpy_state = random.getstate(), np.random.get_state()
+    try:
+        with torch.random.fork_rng(devices=devices), torch.inference_mode(False):
+            yield
+    finally:
+        random.setstate(python_state)
+        np.random.set_state(numpy_state)
+
+
+@contextmanager
+def running(model: nn.Module, hooked: Sequence[nn.Module]) -> Iterator[None]:
+    """Eval mode, autograd and untouched random streams inside; every module's train flag restored
+    on the way out. Refuses a second run on the same modules at the same time: its hooks would see
+    this run's noise."""
+    with _claimed(hooked), isolated():
+        modes = [(m, m.training) for m in model.modules()]
+        model.eval()
+        try:
+            yield
+        finally:
+            for module, mode in modes:
+                module.training = mode
+
+
+@contextmanager
+def _claimed(hooked: Sequence[nn.Module]) -> Iterator[None]:
+    with _RUNNING_LOCK:
+        if any(m in _RUNNING for m in hooked):
+            raise InputError(
+                "another probe.attach is explaining this model right now (in another thread, or called from inside "
+                "select or the model's forward); run one explain at a time per model, or give each thread its own "
+                "copy.deepcopy(model)"
+            )
+        _RUNNING.update(hooked)
+    try:
+        yield
+    finally:
+        with _RUNNING_LOCK:
+            for module in hooked:
+                _RUNNING.discard(module)
+
+
+def device_of(model: nn.Module, embedding: nn.Module | None) -> torch.device:
+    """Where the inputs go: the embedding module's device (a model split over devices starts
+    there), else the model's first parameter's."""
+    check_loaded(model)
+    for source in (embedding, model):
+        first = None if source is None else next(source.parameters(), None)
+        if first is not None:
+            return first.device
+    return torch.device("cpu")
+
+
+def check_loaded(model: nn.Module) -> None:
+    """Weights on the 'meta' device hold no values: nothing can run."""
+    if any(p.is_meta for p in model.parameters()):
+        raise InputError(
+            "the model's weights are on the 'meta' device, so they were never loaded (init_empty_weights, "
+            "device='meta'); load them (from_pretrained, or load_state_dict(..., assign=True)) before explaining"
+        )
+
+
+def tokenizer_beside(model: nn.Module):
+    """The tokenizer saved in a HuggingFace model's folder, or None. Runs no code from the folder."""
+    path = getattr(getattr(model, "config", None), "_name_or_path", None) or getattr(model, "name_or_path", None)
+    if not path or not os.path.isdir(str(path)):
+        return None
+    try:
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(str(path), trust_remote_code=False)
+    except Exception:  # a folder without tokenizer files: words fall back to token indices
+        return None
