@@ -192,7 +192,7 @@ def test_words_of_the_wrong_length_are_refused_before_the_solve(bert, tokenizer)
     refuses(bert, "encoder.layer.1", lambda p: p.explain_batch(batch, words=[["a"] * 5], **FAST), InputError, r"2 sentences but words is not a list of 2 word lists")
     refuses(bert, "encoder.layer.1", lambda p: p.explain_batch(batch, words=[["a"] * 5, ["b"] * 5], **FAST), InputError, r"sentence 1 has 3 real tokens but words gives 5")
     refuses(bert, "encoder.layer.1", lambda p: p.explain(batch, **FAST), InputError, r"2 sentences; explain takes one: use p.explain_batch")
-    assert bert.calls == 4  # one clean pass each: the solver never ran
+    assert bert.calls == 5  # one clean pass each: the solver never ran
 
 
 def test_nan_in_the_clean_hidden_state_names_the_layer():
