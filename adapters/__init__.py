@@ -30,7 +30,14 @@ _REGISTRY: dict[str, type[Adapter]] = {}
 def register(adapter: type[Adapter]) -> type[Adapter]:
     """Adds an adapter class under its ``name`` (replacing one of the same name); usable as a decorator.
 
-    >>> probe.adapters.register(MyAdapter)
+    >>> @probe.adapters.register
+    ... class Mine(probe.adapters.Adapter):
+    ...     name = "mine"
+    ...     @classmethod
+    ...     def matches(cls, model, layers):
+    ...         return type(model).__name__ == "MyModel"
+    >>> probe.adapters.available()[0]
+    'mine'
     """
     from probe.errors import InputError
 

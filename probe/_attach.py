@@ -100,8 +100,8 @@ class attach:
 
         >>> with probe.attach(model, "encoder.layer.2") as p:
         ...     reg = p.regularization(tokenizer(s, return_tensors="pt") for s in ["a fine film", "a dull plot"])
-        >>> reg.shape
-        torch.Size([384])
+        >>> reg.shape                # the token axis is averaged away, one std per feature
+        torch.Size([1, 384])
         """
         if isinstance(corpus, (Mapping, torch.Tensor, tuple)):  # iterating would give keys or rows, not batches
             corpus = [corpus]

@@ -18,8 +18,11 @@ _READERS: dict[str, Reader] = {}
 def reads(kind: str):
     """Class decorator: the class's ``_from_file`` reads files whose metadata ``kind`` is ``kind``.
 
-    >>> @reads("explanation")
-    ... class Explanation: ...
+    >>> @reads("note")
+    ... class Note:
+    ...     @classmethod
+    ...     def _from_file(cls, tensors, meta, path):
+    ...         return meta["text"]
     """
 
     def register(cls):

@@ -127,6 +127,7 @@ class SnapshotCallback(TrainerCallback):
     def plot(self, path: str | Path | None = None):
         """Sigma / scale per word across the recorded steps (dark = kept), one panel per layer and sentence.
 
+        >>> cb = SnapshotCallback("a fine film", "encoder.layer.0", tmp / "t.safetensors", every_n_steps=10)
         >>> cb.plot(tmp / "timestamps.png")  # doctest: +ELLIPSIS
         Traceback (most recent call last):
         probe.errors.InputError: SnapshotCallback has recorded nothing yet; ...
