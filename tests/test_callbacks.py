@@ -90,7 +90,7 @@ def test_trainer_with_callback_records_the_chosen_steps_and_trains_bit_identical
     assert series.words == [tokenizer.convert_ids_to_tokens(tokenizer(s)["input_ids"]) for s in PROBES]
     for sigma, words in zip(series.sigma, series.words):
         assert sigma.shape == (4, 2, len(words))
-        assert bool(((sigma > 0) & (sigma <= 1.0)).all())
+        assert bool((sigma < 0.95).any(-1).all()), "at every record the [CLS] state keeps some token of the sentence (at least [CLS])"
         assert not torch.equal(sigma[0], sigma[-1]), "training changed the model, so what its layers keep changes"
     assert all(torch.equal(a, b) for a, b in zip(series.sigma, callback.series.sigma))
 

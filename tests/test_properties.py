@@ -3,6 +3,7 @@ no damage to a file's bytes lets anything but a probe.ProbeError out of probe.lo
 
 from __future__ import annotations
 
+import json
 import math
 import tempfile
 from pathlib import Path
@@ -158,7 +159,18 @@ def test_damaged_files_raise_only_probe_errors(blob):
             loaded = probe.load(path)
         except probe.ProbeError:
             return
-    assert isinstance(loaded, (Explanation, Sweep, probe.TimeSeries, probe.CorpusResult))  # damage to the numbers alone still reads
+    assert_consistent(loaded)  # damage to the numbers alone may still read, but never as an impossible result
+
+
+def assert_consistent(result) -> None:
+    """What every loaded result promises: sigma in (0, scale], one word per token, a bool converged."""
+    sigmas = result.sigma if isinstance(result.sigma, list) else [result.sigma]
+    words = result.words if isinstance(result, (probe.TimeSeries, probe.CorpusResult)) else [result.words]
+    assert math.isfinite(result.scale) and result.scale > 0 and math.isfinite(result.rate) and result.rate > 0 and result.width >= 1
+    assert type(result.converged) is bool
+    for s, w in zip(sigmas, words, strict=True):
+        assert s.shape[-1] == len(w)
+        assert bool(((s > 0) & (s <= result.scale * (1 + 1e-5))).all())
 
 
 @settings(max_examples=100, deadline=None)
@@ -177,9 +189,14 @@ def test_damaged_metadata_raises_only_probe_errors(key, value):
             meta = _metadata(blob)
             path.write_bytes(save(tensors, metadata={**meta, key: value}))
             try:
-                probe.load(path)
+                loaded = probe.load(path)
             except probe.ProbeError:
-                pass
+                continue
+            assert_consistent(loaded)
+            if key == "scale" and not isinstance(loaded, Sweep):  # a sweep keeps each layer's scale with the layer
+                assert loaded.scale == float(value)
+            if key == "converged" and isinstance(loaded, Explanation):
+                assert loaded.converged is json.loads(value)
 
 
 def _metadata(blob: bytes) -> dict[str, str]:
