@@ -157,7 +157,7 @@ def sweep_page(sweep) -> str:
     return parts.page("What each layer keeps of each word", sweep_body(sweep) + parts.about(first, "one sentence, several layers", sweep.layers))
 
 
-def _type_relative_sigma(result) -> torch.Tensor:
+def type_relative_sigma(result) -> torch.Tensor:
     """Each word type's geometric-mean sigma over its occurrences, / scale: [layers, types]."""
     where = {w: v for v, w in enumerate(result.vocabulary)}
     ids = torch.tensor([where[w] for ws in result.words for w in ws], dtype=torch.int64)
@@ -192,7 +192,7 @@ def corpus_body(result, top: int = 8, min_count: int = 2) -> str:
     converged = torch.as_tensor(result.converged)
     rows = ['<tr><th>layer</th><th class="probe-num">per sentence</th><th class="probe-num">per word</th><th class="probe-num">converged</th>'
             f"<th>keeps most (top {top})</th><th>loses most</th></tr>"]
-    relative = _type_relative_sigma(result)
+    relative = type_relative_sigma(result)
     where = {w: v for v, w in enumerate(result.vocabulary)}
     for o, layer in enumerate(result.layers):
         ranked = result.word_ranking(layer, count)
