@@ -45,6 +45,9 @@ class Comparison:
     def change(self) -> torch.Tensor:
         """``loss_b - loss_a`` per row and word, nats: negative = ``b`` keeps the word more.
 
+        >>> import torch, probe
+        >>> a = probe.Explanation(sigma=torch.tensor([0.1, 0.5]), words=["rare", "bird"], scale=1.0, rate=0.1, width=2)
+        >>> b = probe.Explanation(sigma=torch.tensor([0.1, 0.05]), words=["rare", "bird"], scale=1.0, rate=0.1, width=2)
         >>> compare(a, a).change.abs().max().item()
         0.0
         """
@@ -62,6 +65,9 @@ class Comparison:
         """Per row: each word's information loss in ``a`` and ``b`` and the change (for corpus results
         the ``top`` word types ``b`` keeps more and the ``top`` it loses more; ``None``: all).
 
+        >>> import torch, probe
+        >>> a = probe.Explanation(sigma=torch.tensor([0.1, 0.5]), words=["rare", "bird"], scale=1.0, rate=0.1, width=2)
+        >>> b = probe.Explanation(sigma=torch.tensor([0.1, 0.05]), words=["rare", "bird"], scale=1.0, rate=0.1, width=2)
         >>> print(compare(a, b).table().splitlines()[0])
         change in information loss, b - a, in nats (negative = b keeps the word more)
         """
@@ -112,6 +118,9 @@ class Comparison:
         """The side-by-side page: both runs shaded (dark = kept) and the change (blue = ``b`` keeps
         more, red = ``b`` loses more); written atomically to ``path`` when given.
 
+        >>> import torch, probe
+        >>> a = probe.Explanation(sigma=torch.tensor([0.1, 0.5]), words=["rare", "bird"], scale=1.0, rate=0.1, width=2)
+        >>> b = probe.Explanation(sigma=torch.tensor([0.1, 0.05]), words=["rare", "bird"], scale=1.0, rate=0.1, width=2)
         >>> "change" in compare(a, b).to_html()
         True
         """
@@ -176,6 +185,9 @@ def compare(a, b, labels: tuple[str, str] = ("a", "b")) -> Comparison:
     """Per word, the change in information loss from run ``a`` to run ``b`` of the same sentences:
     two Explanations, two Sweeps (the same layers, or as many) or two CorpusResults (per word type).
 
+    >>> import torch, probe
+    >>> a = probe.Explanation(sigma=torch.tensor([0.1, 0.5]), words=["rare", "bird"], scale=1.0, rate=0.1, width=2)
+    >>> b = probe.Explanation(sigma=torch.tensor([0.1, 0.05]), words=["rare", "bird"], scale=1.0, rate=0.1, width=2)
     >>> c = compare(a, b, labels=("step 0", "step 900"))
     >>> c.rows, c.words
     ([''], ['rare', 'bird'])

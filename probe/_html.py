@@ -37,16 +37,20 @@ def _kind(result) -> str:
 def fragment(result) -> str:
     """The notebook view of any result kind (what ``_repr_html_`` returns).
 
+    >>> import torch, probe
+    >>> exp = probe.Explanation(sigma=torch.tensor([0.1, 0.9]), words=["rare", "bird"], scale=1.0, rate=0.1, width=8)
     >>> fragment(exp).startswith('<div class="probe">')
     True
     """
-    body = {"explanation": explanation_body, "sweep": sweep_body, "corpus": corpus_body, "timeseries": timeseries_body}[_kind(result)]
-    return parts.wrap(body(result))
+    show = {"explanation": explanation_fragment, "sweep": sweep_fragment, "corpus": corpus_fragment, "timeseries": timeseries_fragment}
+    return show[_kind(result)](result)
 
 
 def page(result, path: str | Path | None = None) -> str:
     """The self-contained HTML page of any result kind; written atomically to ``path`` when given.
 
+    >>> import torch, probe
+    >>> exp = probe.Explanation(sigma=torch.tensor([0.1, 0.9]), words=["rare", "bird"], scale=1.0, rate=0.1, width=8)
     >>> "<title>" in page(exp)
     True
     """
@@ -74,11 +78,8 @@ def _chips(words, sigma, relative, loss, extra=None) -> str:
     return f'<div class="probe-words">{"".join(chips)}</div>'
 
 
-def explanation_body(exp) -> str:
+def _explanation_body(exp) -> str:
     """The sentence with each word shaded by how much ``exp.layer`` keeps it.
-
-    >>> "sigma/scale" in explanation_body(exp)
-    True
     """
     layer = f"layer <b>{parts.text(exp.layer)}</b> · " if exp.layer else ""
     head = f'<p class="probe-head">{layer}total information loss {parts.number(exp.total_information_loss)} nats · scale {parts.number(exp.scale)}</p>'
@@ -89,21 +90,25 @@ def explanation_body(exp) -> str:
 def explanation_fragment(exp) -> str:
     """``Explanation._repr_html_``.
 
+    >>> import torch, probe
+    >>> exp = probe.Explanation(sigma=torch.tensor([0.1, 0.9]), words=["rare", "bird"], scale=1.0, rate=0.1, width=8)
     >>> explanation_fragment(exp).count('class="probe-w"')
     2
     """
-    return parts.wrap(explanation_body(exp))
+    return parts.wrap(_explanation_body(exp))
 
 
 def explanation_page(exp) -> str:
     """``Explanation.to_html``: the shaded sentence and what was explained.
 
+    >>> import torch, probe
+    >>> exp = probe.Explanation(sigma=torch.tensor([0.1, 0.9]), words=["rare", "bird"], scale=1.0, rate=0.1, width=8)
     >>> "probe version" in explanation_page(exp)
     True
     """
     extra = {"solve": f"{'converged' if exp.converged else 'not converged'} after {exp.steps} steps"}
     title = f"What layer {exp.layer} keeps of each word" if exp.layer else "What the hidden state keeps of each word"
-    return parts.page(title, explanation_body(exp) + parts.about(exp, "one sentence", [exp.layer] if exp.layer else [], extra))
+    return parts.page(title, _explanation_body(exp) + parts.about(exp, "one sentence", [exp.layer] if exp.layer else [], extra))
 
 
 def _grid(row_labels, words, sigma, relative, loss, totals=None) -> str:
@@ -121,12 +126,8 @@ def _grid(row_labels, words, sigma, relative, loss, totals=None) -> str:
     return f'<table class="probe-grid">{"".join(rows)}</table>'
 
 
-def sweep_body(sweep) -> str:
+def _sweep_body(sweep) -> str:
     """The layer-by-word grid of a sweep: one row per layer, each word shaded.
-
-    >>> sweep = probe.Sweep({"l0": exp, "l1": exp})
-    >>> sweep_body(sweep).count("<tr>")
-    3
     """
     explanations = [sweep[name] for name in sweep.layers]
     first = explanations[0]
@@ -141,24 +142,38 @@ def sweep_body(sweep) -> str:
 def sweep_fragment(sweep) -> str:
     """``Sweep._repr_html_``.
 
+    >>> import torch, probe
+    >>> exp = probe.Explanation(sigma=torch.tensor([0.1, 0.9]), words=["rare", "bird"], scale=1.0, rate=0.1, width=8)
+    >>> sweep = probe.Sweep({"l0": exp, "l1": exp})
     >>> sweep_fragment(sweep).startswith('<div class="probe">')
     True
     """
-    return parts.wrap(sweep_body(sweep))
+    return parts.wrap(_sweep_body(sweep))
 
 
 def sweep_page(sweep) -> str:
     """``Sweep.to_html``: the layer-by-word grid and what was explained.
 
+    >>> import torch, probe
+    >>> exp = probe.Explanation(sigma=torch.tensor([0.1, 0.9]), words=["rare", "bird"], scale=1.0, rate=0.1, width=8)
+    >>> sweep = probe.Sweep({"l0": exp, "l1": exp})
     >>> "l1" in sweep_page(sweep)
     True
     """
     first = sweep[sweep.layers[0]]
-    return parts.page("What each layer keeps of each word", sweep_body(sweep) + parts.about(first, "one sentence, several layers", sweep.layers))
+    return parts.page("What each layer keeps of each word", _sweep_body(sweep) + parts.about(first, "one sentence, several layers", sweep.layers))
 
 
 def type_relative_sigma(result) -> torch.Tensor:
-    """Each word type's geometric-mean sigma over its occurrences, / scale: [layers, types]."""
+    """Each word type's geometric-mean sigma over its occurrences, / scale: [layers, types] (the
+    sigma whose information loss is the type's mean loss).
+
+    >>> import torch, probe
+    >>> result = probe.CorpusResult(layers=["l0"], words=[["a", "film"], ["a"]], sigma=[torch.tensor([[0.2, 0.9]]), torch.tensor([[0.8]])],
+    ...     index=[0, 1], scale=1.0, rate=0.1, width=8, converged=torch.ones(1, 2, dtype=torch.bool), steps=torch.ones(1, 2))
+    >>> result.vocabulary, type_relative_sigma(result)        # "a": sqrt(0.2 * 0.8)
+    (['a', 'film'], tensor([[0.4000, 0.9000]], dtype=torch.float64))
+    """
     where = {w: v for v, w in enumerate(result.vocabulary)}
     ids = torch.tensor([where[w] for ws in result.words for w in ws], dtype=torch.int64)
     logs = torch.cat([torch.as_tensor(s, dtype=torch.float64).log() for s in result.sigma], 1)
@@ -176,12 +191,9 @@ def _ranked_chips(ranked, relative_row, where) -> str:
     return f'<div class="probe-words">{"".join(chips)}</div>'
 
 
-def corpus_body(result, top: int = 8, min_count: int = 2) -> str:
+def _corpus_body(result, top: int = 8, min_count: int = 2) -> str:
     """Per layer: the corpus measures, and the word types it keeps most and least (seen ``min_count``
     times or more; all types when none is).
-
-    >>> "keeps most" in corpus_body(result)
-    True
     """
     n_words = sum(len(w) for w in result.words)
     count = min_count if int(result.word_counts.max()) >= min_count else 1
@@ -210,20 +222,26 @@ def corpus_body(result, top: int = 8, min_count: int = 2) -> str:
 def corpus_fragment(result) -> str:
     """``CorpusResult._repr_html_``.
 
+    >>> import torch, probe
+    >>> result = probe.CorpusResult(layers=["l0"], words=[["a", "film"], ["a"]], sigma=[torch.tensor([[0.2, 0.9]]), torch.tensor([[0.4]])],
+    ...     index=[0, 1], scale=1.0, rate=0.1, width=8, converged=torch.ones(1, 2, dtype=torch.bool), steps=torch.ones(1, 2))
     >>> corpus_fragment(result).startswith('<div class="probe">')
     True
     """
-    return parts.wrap(corpus_body(result))
+    return parts.wrap(_corpus_body(result))
 
 
 def corpus_page(result) -> str:
     """``CorpusResult.to_html``: per-layer totals, the most kept and lost words, what was explained.
 
+    >>> import torch, probe
+    >>> result = probe.CorpusResult(layers=["l0"], words=[["a", "film"], ["a"]], sigma=[torch.tensor([[0.2, 0.9]]), torch.tensor([[0.4]])],
+    ...     index=[0, 1], scale=1.0, rate=0.1, width=8, converged=torch.ones(1, 2, dtype=torch.bool), steps=torch.ones(1, 2))
     >>> "What was explained" in corpus_page(result)
     True
     """
     extra = {"sentences": str(len(result.words))}
-    return parts.page("What each layer keeps across a corpus", corpus_body(result) + parts.about(result, "a corpus", result.layers, extra))
+    return parts.page("What each layer keeps across a corpus", _corpus_body(result) + parts.about(result, "a corpus", result.layers, extra))
 
 
 def _shown_steps(count: int) -> list[int]:
@@ -249,11 +267,8 @@ def _steps_grid(words, steps, shown, sigma, relative, loss, layer) -> str:
     return f'<div><h3>{parts.text(layer)}</h3><table class="probe-steps">{"".join(rows)}{foot}</table></div>'
 
 
-def timeseries_body(series) -> str:
+def _timeseries_body(series) -> str:
     """Per sentence, one words-by-steps grid per layer: how each word's sigma moved in training.
-
-    >>> "step" in timeseries_body(series)
-    True
     """
     steps = list(series.steps)
     if not steps:
@@ -273,19 +288,25 @@ def timeseries_body(series) -> str:
 def timeseries_fragment(series) -> str:
     """``TimeSeries._repr_html_``.
 
+    >>> import torch, probe
+    >>> series = probe.TimeSeries(layers=["l0"], words=[["a", "film"]], scale=1.0, rate=0.1, width=8, steps=[0, 10], epochs=[0.0, 0.5],
+    ...     sigma=[torch.full((2, 1, 2), 0.5)])
     >>> timeseries_fragment(series).startswith('<div class="probe">')
     True
     """
-    return parts.wrap(timeseries_body(series))
+    return parts.wrap(_timeseries_body(series))
 
 
 def timeseries_page(series) -> str:
     """``TimeSeries.to_html``: the grids of every sentence and what was explained.
 
+    >>> import torch, probe
+    >>> series = probe.TimeSeries(layers=["l0"], words=[["a", "film"]], scale=1.0, rate=0.1, width=8, steps=[0, 10], epochs=[0.0, 0.5],
+    ...     sigma=[torch.full((2, 1, 2), 0.5)])
     >>> "training steps" in timeseries_page(series)
     True
     """
     steps = series.steps
     recorded = f"{len(steps)}: {steps[0]} to {steps[-1]}" if steps else "none yet"
     extra = {"training steps": recorded, "sentences": str(len(series.words))}
-    return parts.page("What each layer keeps of each word across training", timeseries_body(series) + parts.about(series, "sentences across training", series.layers, extra))
+    return parts.page("What each layer keeps of each word across training", _timeseries_body(series) + parts.about(series, "sentences across training", series.layers, extra))
