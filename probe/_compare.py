@@ -11,7 +11,7 @@ from pathlib import Path
 import torch
 
 from . import _html_parts as parts
-from ._html import type_relative_sigma
+from ._html import kind_of, type_relative_sigma
 from .errors import InputError
 
 
@@ -142,13 +142,8 @@ def _facts(result) -> dict[str, str]:
     """What a run was: model, scale, rate, width, solver settings (a sweep's from its first layer)."""
     if _kind(result) == "sweep":
         result = result[result.layers[0]]
-    settings = {str(k): str(v) for k, v in (getattr(result, "settings", None) or {}).items()}
-    facts = {"model": settings.get("model") or settings.get("model_name") or "not recorded"}
-    facts.update(scale=parts.number(result.scale), rate=parts.number(result.rate), width=str(result.width))
-    solver = ", ".join(f"{k[len('solver.'):]} {v}" for k, v in settings.items() if k.startswith("solver."))
-    if solver:
-        facts["solver"] = solver
-    return facts
+    model, solver, _ = parts.described(getattr(result, "settings", None))
+    return {"model": model, "scale": parts.number(result.scale), "rate": parts.number(result.rate), "width": str(result.width), "solver": solver}
 
 
 def _same_words(a_words, b_words, where: str = "") -> None:
@@ -170,15 +165,13 @@ def _pairs(a_layers: list[str], b_layers: list[str]) -> list[str]:
 
 
 def _kind(result) -> str:
-    if hasattr(result, "epochs"):
+    try:
+        kind = kind_of(result)
+    except InputError:
+        raise InputError(f"cannot compare a {type(result).__name__}; pass two Explanations, two Sweeps or two CorpusResults") from None
+    if kind == "timeseries":
         raise InputError("compare does not take time series; compare two steps' sweeps, or two Explanations")
-    if hasattr(result, "word_ranking"):
-        return "corpus"
-    if hasattr(result, "layers"):
-        return "sweep"
-    if hasattr(result, "layer") and hasattr(result, "relative_sigma"):
-        return "explanation"
-    raise InputError(f"cannot compare a {type(result).__name__}; pass two Explanations, two Sweeps or two CorpusResults")
+    return kind
 
 
 def compare(a, b, labels: tuple[str, str] = ("a", "b")) -> Comparison:

@@ -22,7 +22,14 @@ MAX_STEPS = 200
 """Most training steps a time-series grid shows; beyond, evenly spaced steps (the page says so)."""
 
 
-def _kind(result) -> str:
+def kind_of(result) -> str:
+    """Which result kind ``result`` is, by its attributes: 'explanation', 'sweep', 'corpus' or
+    'timeseries'; an InputError for anything else.
+
+    >>> import torch, probe
+    >>> kind_of(probe.Explanation(sigma=torch.tensor([0.1]), words=["a"], scale=1.0, rate=0.1, width=8))
+    'explanation'
+    """
     if hasattr(result, "epochs"):
         return "timeseries"
     if hasattr(result, "word_ranking"):
@@ -43,7 +50,7 @@ def fragment(result) -> str:
     True
     """
     show = {"explanation": explanation_fragment, "sweep": sweep_fragment, "corpus": corpus_fragment, "timeseries": timeseries_fragment}
-    return show[_kind(result)](result)
+    return show[kind_of(result)](result)
 
 
 def page(result, path: str | Path | None = None) -> str:
@@ -54,7 +61,7 @@ def page(result, path: str | Path | None = None) -> str:
     >>> "<title>" in page(exp)
     True
     """
-    text = {"explanation": explanation_page, "sweep": sweep_page, "corpus": corpus_page, "timeseries": timeseries_page}[_kind(result)](result)
+    text = {"explanation": explanation_page, "sweep": sweep_page, "corpus": corpus_page, "timeseries": timeseries_page}[kind_of(result)](result)
     if path is not None:
         parts.write_text(path, text)
     return text

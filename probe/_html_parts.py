@@ -176,14 +176,24 @@ def page(title: str, body: str) -> str:
 _MODEL_KEYS = ("model", "model_name", "checkpoint")
 
 
+def described(settings) -> tuple[str, str, dict[str, str]]:
+    """A run's settings as (model, solver settings in one line, the other settings).
+
+    >>> described({"model": "bert", "solver.samples": "8", "seed": "0"})
+    ('bert', 'samples 8', {'seed': '0'})
+    """
+    settings = {str(k): str(v) for k, v in (settings or {}).items()}
+    model = next((settings[k] for k in _MODEL_KEYS if settings.get(k)), "not recorded")
+    solver = ", ".join(f"{k[len('solver.'):]} {v}" for k, v in settings.items() if k.startswith("solver.")) or "not recorded"
+    others = {k: v for k, v in settings.items() if not k.startswith("solver.") and k not in _MODEL_KEYS}
+    return model, solver, others
+
+
 def about(result, kind: str, layers: Sequence[str], extra: Mapping[str, str] | None = None) -> str:
     """The table that says what was explained: model, layers, scale, rate, solver settings, version."""
     from . import __version__
 
-    settings = {str(k): str(v) for k, v in (getattr(result, "settings", None) or {}).items()}
-    model = next((settings[k] for k in _MODEL_KEYS if settings.get(k)), "not recorded")
-    solver = ", ".join(f"{k[len('solver.'):]} {v}" for k, v in settings.items() if k.startswith("solver."))
-    others = {k: v for k, v in settings.items() if not k.startswith("solver.") and k not in _MODEL_KEYS}
+    model, solver, others = described(getattr(result, "settings", None))
     rows = {
         "explained": kind,
         "model": model,
@@ -192,7 +202,7 @@ def about(result, kind: str, layers: Sequence[str], extra: Mapping[str, str] | N
         "rate": number(result.rate),
         "embedding width": str(getattr(result, "width", "")),
         **(extra or {}),
-        "solver settings": solver or "not recorded",
+        "solver settings": solver,
         **others,
         "probe version": __version__,
     }

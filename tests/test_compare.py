@@ -130,3 +130,8 @@ def test_page_side_by_side_with_the_numbers_on_hover(tmp_path):
     assert int(blue[4:], 16) > int(blue[:2], 16) and int(red[:2], 16) > int(red[4:], 16)  # kept more: blue; lost more: red
     assert "model finetuned" in "".join(Cells(text).all_text)
     assert c._repr_html_().startswith('<div class="probe">')
+
+
+def test_other_objects_are_refused():
+    with pytest.raises(InputError, match="cannot compare a dict"):
+        compare({}, {})
