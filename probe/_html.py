@@ -77,17 +77,14 @@ def _not_converged(converged, steps) -> str:
     return f'<p class="probe-warn">{int((~flags.bool()).sum())} of {flags.numel()} solves did not converge: their numbers may be off.</p>'
 
 
-def _chips(words, sigma, relative, loss, extra=None) -> str:
+def _chips(words, sigma, relative, loss) -> str:
     """A sentence: each word shaded, its numbers on hover."""
-    chips = []
-    for k, (w, s, r, h) in enumerate(zip(words, sigma.tolist(), relative.tolist(), loss.tolist())):
-        chips.append(parts.chip(w, r, parts.word_hover(w, s, r, h, extra[k] if extra else ())))
+    chips = [parts.chip(w, r, parts.word_hover(w, s, r, h)) for w, s, r, h in zip(words, sigma.tolist(), relative.tolist(), loss.tolist())]
     return f'<div class="probe-words">{"".join(chips)}</div>'
 
 
 def _explanation_body(exp) -> str:
-    """The sentence with each word shaded by how much ``exp.layer`` keeps it.
-    """
+    """The sentence with each word shaded by how much ``exp.layer`` keeps it."""
     layer = f"layer <b>{parts.text(exp.layer)}</b> · " if exp.layer else ""
     head = f'<p class="probe-head">{layer}total information loss {parts.number(exp.total_information_loss)} nats · scale {parts.number(exp.scale)}</p>'
     body = _chips(exp.words, exp.sigma, exp.relative_sigma, exp.information_loss)
@@ -118,9 +115,9 @@ def explanation_page(exp) -> str:
     return parts.page(title, _explanation_body(exp) + parts.about(exp, "one sentence", [exp.layer] if exp.layer else [], extra))
 
 
-def _grid(row_labels, words, sigma, relative, loss, totals=None) -> str:
+def _grid(row_labels, words, sigma, relative, loss, totals) -> str:
     """A row-by-word table: every cell the word, shaded; hover gives the row and the numbers."""
-    head = "<tr><th></th>" + f'<th colspan="{len(words)}">words</th>' + ('<th class="probe-num">total (nats)</th>' if totals is not None else "") + "</tr>"
+    head = f'<tr><th></th><th colspan="{len(words)}">words</th><th class="probe-num">total (nats)</th></tr>'
     rows = [head]
     for o, label in enumerate(row_labels):
         cells = []
@@ -128,14 +125,12 @@ def _grid(row_labels, words, sigma, relative, loss, totals=None) -> str:
             s, r, h = float(sigma[o, k]), float(relative[o, k]), float(loss[o, k])
             title = parts.word_hover(w, s, r, h, [label])
             cells.append(f'<td class="probe-c" style="{parts.style(parts.kept_colors(r))}" title="{title}">{parts.text(w)}</td>')
-        total = f'<td class="probe-num">{parts.number(totals[o])}</td>' if totals is not None else ""
-        rows.append(f"<tr><th>{parts.text(label)}</th>{''.join(cells)}{total}</tr>")
+        rows.append(f'<tr><th>{parts.text(label)}</th>{"".join(cells)}<td class="probe-num">{parts.number(totals[o])}</td></tr>')
     return f'<table class="probe-grid">{"".join(rows)}</table>'
 
 
 def _sweep_body(sweep) -> str:
-    """The layer-by-word grid of a sweep: one row per layer, each word shaded.
-    """
+    """The layer-by-word grid of a sweep: one row per layer, each word shaded."""
     explanations = [sweep[name] for name in sweep.layers]
     first = explanations[0]
     relative = torch.stack([e.relative_sigma for e in explanations])
@@ -200,8 +195,7 @@ def _ranked_chips(ranked, relative_row, where) -> str:
 
 def _corpus_body(result, top: int = 8, min_count: int = 2) -> str:
     """Per layer: the corpus measures, and the word types it keeps most and least (seen ``min_count``
-    times or more; all types when none is).
-    """
+    times or more; all types when none is)."""
     n_words = sum(len(w) for w in result.words)
     count = min_count if int(result.word_counts.max()) >= min_count else 1
     note = "" if count == min_count else f" (no word type occurs {min_count} times: all types ranked)"
@@ -226,7 +220,7 @@ def _corpus_body(result, top: int = 8, min_count: int = 2) -> str:
     return head + warn + f'<table class="probe-grid">{"".join(rows)}</table>' + parts.legend()
 
 
-def corpus_fragment(result) -> str:
+def corpus_fragment(result, top: int = 8, min_count: int = 2) -> str:
     """``CorpusResult._repr_html_``.
 
     >>> import torch, probe
@@ -235,11 +229,12 @@ def corpus_fragment(result) -> str:
     >>> corpus_fragment(result).startswith('<div class="probe">')
     True
     """
-    return parts.wrap(_corpus_body(result))
+    return parts.wrap(_corpus_body(result, top, min_count))
 
 
-def corpus_page(result) -> str:
-    """``CorpusResult.to_html``: per-layer totals, the most kept and lost words, what was explained.
+def corpus_page(result, top: int = 8, min_count: int = 2) -> str:
+    """``CorpusResult.to_html``: per-layer totals, the ``top`` most kept and most lost word types
+    (seen ``min_count`` times or more), and what was explained.
 
     >>> import torch, probe
     >>> result = probe.CorpusResult(layers=["l0"], words=[["a", "film"], ["a"]], sigma=[torch.tensor([[0.2, 0.9]]), torch.tensor([[0.4]])],
@@ -248,7 +243,7 @@ def corpus_page(result) -> str:
     True
     """
     extra = {"sentences": str(len(result.words))}
-    return parts.page("What each layer keeps across a corpus", _corpus_body(result) + parts.about(result, "a corpus", result.layers, extra))
+    return parts.page("What each layer keeps across a corpus", _corpus_body(result, top, min_count) + parts.about(result, "a corpus", result.layers, extra))
 
 
 def _shown_steps(count: int) -> list[int]:
@@ -275,8 +270,7 @@ def _steps_grid(words, steps, shown, sigma, relative, loss, layer) -> str:
 
 
 def _timeseries_body(series) -> str:
-    """Per sentence, one words-by-steps grid per layer: how each word's sigma moved in training.
-    """
+    """Per sentence, one words-by-steps grid per layer: how each word's sigma moved in training."""
     steps = list(series.steps)
     if not steps:
         return '<p class="probe-head">This time series has no recorded step yet.</p>'

@@ -25,7 +25,6 @@ CSS = """
 .probe .probe-warn { color: #9a3412; font-weight: 600; }
 .probe .probe-words { display: flex; flex-wrap: wrap; gap: 4px; margin: 0.3em 0 0.6em; }
 .probe .probe-w { display: inline-block; padding: 2px 6px; border-radius: 3px; border: 1px solid #d0d7de; }
-.probe .probe-special { font-style: italic; opacity: 0.85; }
 .probe table { border-collapse: collapse; margin: 0.3em 0 0.8em; font-size: 0.92em; }
 .probe th, .probe td { padding: 2px 6px; text-align: left; vertical-align: middle; }
 .probe .probe-grid td.probe-c { border: 1px solid #ffffff; text-align: center; white-space: nowrap; }
@@ -127,10 +126,9 @@ def word_hover(word: str, sigma: float, relative: float, loss: float, extra: Seq
     return hover([word, *extra, f"sigma {number(sigma)}", f"sigma/scale {number(relative)}", f"information loss {number(loss)} nats"])
 
 
-def chip(word: str, relative: float, title: str, special: bool = False) -> str:
+def chip(word: str, relative: float, title: str) -> str:
     """One word shaded by how much is kept, its numbers on hover."""
-    cls = "probe-w probe-special" if special else "probe-w"
-    return f'<span class="{cls}" style="{style(kept_colors(relative))}" title="{title}">{text(word)}</span>'
+    return f'<span class="probe-w" style="{style(kept_colors(relative))}" title="{title}">{text(word)}</span>'
 
 
 def legend() -> str:

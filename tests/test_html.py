@@ -215,3 +215,10 @@ def test_page_is_written_when_given_a_path(tmp_path):
 def test_other_objects_are_refused():
     with pytest.raises(InputError, match="cannot show a dict"):
         _html.fragment({})
+
+
+def test_corpus_page_top_and_min_count():
+    result = corpus()
+    chips = [c["text"] for c in Parsed(_html.corpus_page(result, top=1, min_count=1)).titled()]
+    ranked = [w for w, _, _ in result.word_ranking("encoder.layer.0", 1)]
+    assert chips[:2] == [ranked[0], ranked[-1]] and len(chips) == 4  # two layers, one most kept and one most lost each
