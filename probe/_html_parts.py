@@ -19,7 +19,7 @@ _KEPT_STOPS = ((0.0, (247, 252, 240)), (0.25, (204, 235, 197)), (0.5, (123, 204,
 _CHANGE_STOPS = ((-1.0, (33, 102, 172)), (-0.5, (146, 197, 222)), (0.0, (247, 247, 247)), (0.5, (244, 165, 130)), (1.0, (178, 24, 43)))
 
 CSS = """
-.probe { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #1a1a1a; line-height: 1.4; }
+.probe { font-family: system-ui, -apple-system, "Segoe UI", Roboto, sans-serif; color: #1a1a1a; background: #ffffff; padding: 6px 10px; line-height: 1.4; }
 .probe * { -webkit-print-color-adjust: exact; print-color-adjust: exact; }
 .probe .probe-head { margin: 0.2em 0 0.5em; }
 .probe .probe-warn { color: #9a3412; font-weight: 600; }
