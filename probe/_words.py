@@ -268,3 +268,19 @@ def tokenizer_word_ids(tokenizer, ids: Sequence[int] | torch.Tensor, encoding=No
         special = set(getattr(tokenizer, "all_special_ids", ())) - {getattr(tokenizer, "unk_token_id", None)}
         return [None if i in special else w for i, w in zip(ids, again.word_ids())]
     return None
+
+
+def word_types(words: Sequence[Sequence[str]], values: Sequence[torch.Tensor]) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+    """Per word type over sentences: the types in order of first appearance, their counts, and the
+    mean of ``values`` (one [..., words] tensor per sentence, such as merged information loss) [..., types].
+
+    >>> types, counts, mean = word_types([["a", "film"], ["a"]], [torch.tensor([1.0, 2.0]), torch.tensor([3.0])])
+    >>> types, counts.tolist(), mean.tolist()
+    (['a', 'film'], [2, 1], [2.0, 2.0])
+    """
+    vocabulary: dict[str, int] = {}
+    ids = torch.tensor([vocabulary.setdefault(w, len(vocabulary)) for ws in words for w in ws], dtype=torch.int64)
+    counts = torch.zeros(len(vocabulary), dtype=torch.int64).index_add_(0, ids, torch.ones_like(ids))
+    flat = torch.cat([v.to(torch.float64) for v in values], -1)
+    totals = torch.zeros(*flat.shape[:-1], len(vocabulary), dtype=torch.float64).index_add_(-1, ids, flat)
+    return list(vocabulary), counts, totals / counts.clamp_min(1)

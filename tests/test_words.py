@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from probe._words import by_word, merge_loss, merge_sigma, special_tokens_of, split_words, tokenizer_word_ids, word_groups
+from probe._words import by_word, merge_loss, merge_sigma, special_tokens_of, split_words, tokenizer_word_ids, word_groups, word_types
 from probe.errors import InputError
 
 
@@ -121,3 +121,12 @@ def test_fast_tokenizer_word_ids_match_the_pieces(tokenizer):
 def test_special_tokens_of_a_tokenizer_keep_the_unknown_word(tokenizer):
     found = special_tokens_of(tokenizer)
     assert {"[CLS]", "[SEP]", "[PAD]"} <= found and "[UNK]" not in found
+
+
+def test_word_types_average_merged_losses_over_occurrences():
+    pieces = [["[CLS]", "memo", "##rable", "film", "[SEP]"], ["[CLS]", "film", "[SEP]"]]
+    sigma = [torch.tensor([[0.5, 0.1, 0.4, 0.3, 0.5]]), torch.tensor([[0.5, 0.2, 0.5]])]
+    merged = [by_word(p, s, width=2, special=False) for p, s in zip(pieces, sigma)]
+    types, counts, mean = word_types([m.words for m in merged], [m.information_loss for m in merged])
+    assert types == ["memorable", "film"] and counts.tolist() == [1, 2]
+    assert mean[0].tolist() == pytest.approx([H(0.1, 2) + H(0.4, 2), (H(0.3, 2) + H(0.2, 2)) / 2], rel=1e-5)
