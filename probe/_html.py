@@ -18,7 +18,7 @@ import torch
 from . import _html_parts as parts
 from .errors import InputError
 
-MAX_STEPS = 200
+MAX_STEPS = 100
 """Most training steps a time-series grid shows; beyond, evenly spaced steps (the page says so)."""
 
 
@@ -119,10 +119,11 @@ def _grid(row_labels, words, sigma, relative, loss, totals) -> str:
     """A row-by-word table: every cell the word, shaded; hover gives the row and the numbers."""
     head = f'<tr><th></th><th colspan="{len(words)}">words</th><th class="probe-num">total (nats)</th></tr>'
     rows = [head]
+    sigma, relative, loss = sigma.tolist(), relative.tolist(), loss.tolist()
     for o, label in enumerate(row_labels):
         cells = []
         for k, w in enumerate(words):
-            s, r, h = float(sigma[o, k]), float(relative[o, k]), float(loss[o, k])
+            s, r, h = sigma[o][k], relative[o][k], loss[o][k]
             title = parts.word_hover(w, s, r, h, [label])
             cells.append(f'<td class="probe-c" style="{parts.style(parts.kept_colors(r))}" title="{title}">{parts.text(w)}</td>')
         rows.append(f'<tr><th>{parts.text(label)}</th>{"".join(cells)}<td class="probe-num">{parts.number(totals[o])}</td></tr>')
@@ -259,10 +260,11 @@ def _steps_grid(words, steps, shown, sigma, relative, loss, layer) -> str:
     head = f'<tr><th></th><th colspan="{len(shown)}"><div class="probe-ticks">{ticks}</div></th></tr>'
     foot = f'<tr><th></th><th colspan="{len(shown)}">training step</th></tr>'
     rows = [head]
+    sigma, relative, loss = sigma.T.tolist(), relative.T.tolist(), loss.T.tolist()
     for k, w in enumerate(words):
         cells = []
         for t in shown:
-            s, r, h = float(sigma[t, k]), float(relative[t, k]), float(loss[t, k])
+            s, r, h = sigma[k][t], relative[k][t], loss[k][t]
             title = parts.word_hover(w, s, r, h, [f"{layer}, step {steps[t]}"])
             cells.append(f'<td class="probe-c" style="{parts.style(parts.kept_colors(r))}" title="{title}"></td>')
         rows.append(f"<tr><th>{parts.text(w)}</th>{''.join(cells)}</tr>")

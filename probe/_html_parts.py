@@ -6,6 +6,7 @@ opens from a file, prints with its colours, and can be mailed to a colleague.
 
 from __future__ import annotations
 
+import functools
 import html
 import os
 from collections.abc import Mapping, Sequence
@@ -93,7 +94,14 @@ def kept_colors(relative_sigma: float) -> tuple[str, str]:
     >>> kept_colors(1.0), kept_colors(0.0)
     (('#f7fcf0', '#111111'), ('#084081', '#ffffff'))
     """
-    return _colors(_mix(_KEPT_STOPS, 1.0 - float(relative_sigma)))
+    relative_sigma = float(relative_sigma)
+    return _kept_level(round(255 * min(max(relative_sigma, 0.0), 1.0)) if relative_sigma == relative_sigma else 255)
+
+
+@functools.lru_cache(maxsize=256)
+def _kept_level(level: int) -> tuple[str, str]:
+    """The colours of one of 256 shades (a page has thousands of cells, a screen 256 shades)."""
+    return _colors(_mix(_KEPT_STOPS, 1.0 - level / 255))
 
 
 def change_colors(change: float, largest: float) -> tuple[str, str]:
