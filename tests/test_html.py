@@ -222,3 +222,13 @@ def test_corpus_page_top_and_min_count():
     chips = [c["text"] for c in Parsed(_html.corpus_page(result, top=1, min_count=1)).titled()]
     ranked = [w for w, _, _ in result.word_ranking("encoder.layer.0", 1)]
     assert chips[:2] == [ranked[0], ranked[-1]] and len(chips) == 4  # two layers, one most kept and one most lost each
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_settings_and_layer_names_are_escaped(kind):
+    result = KINDS[kind]()
+    hostile = "<script>alert(1)</script>"
+    for target in ([result[n] for n in result.layers] if kind == "sweep" else [result]):
+        target.settings = {**target.settings, "model": hostile, hostile: hostile}
+    text = _html.page(result)
+    assert "<script" not in text and "&lt;script&gt;alert(1)&lt;/script&gt;" in text
