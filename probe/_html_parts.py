@@ -114,11 +114,20 @@ def change_colors(change: float, largest: float) -> tuple[str, str]:
 
 
 def style(colors: tuple[str, str]) -> str:
+    """An inline style for a shaded cell.
+
+    >>> style(kept_colors(0.0))
+    'background:#084081;color:#ffffff'
+    """
     return f"background:{colors[0]};color:{colors[1]}"
 
 
 def hover(lines: Sequence[str]) -> str:
-    """A title attribute's value: one fact a line."""
+    """A title attribute's value: one fact a line, escaped.
+
+    >>> hover(["a<b", "sigma 0.1"]).splitlines()
+    ['a&lt;b', 'sigma 0.1']
+    """
     return text("\n".join(lines))
 
 
@@ -135,12 +144,20 @@ def word_hover(word: str, sigma: float, relative: float, loss: float, extra: Seq
 
 
 def chip(word: str, relative: float, title: str) -> str:
-    """One word shaded by how much is kept, its numbers on hover."""
+    """One word shaded by how much is kept, its numbers on hover.
+
+    >>> chip("bird", 0.0, "bird")
+    '<span class="probe-w" style="background:#084081;color:#ffffff" title="bird">bird</span>'
+    """
     return f'<span class="probe-w" style="{style(kept_colors(relative))}" title="{title}">{text(word)}</span>'
 
 
 def legend() -> str:
-    """The colour key: light = lost, dark = kept."""
+    """The colour key: light = lost, dark = kept.
+
+    >>> "kept (0)" in legend()
+    True
+    """
     stops = ", ".join("#{:02x}{:02x}{:02x} {:.0f}%".format(*c, 100 * t) for t, c in _KEPT_STOPS)
     return (
         '<div class="probe-legend"><span>lost (sigma/scale 1)</span>'
@@ -150,7 +167,11 @@ def legend() -> str:
 
 
 def change_legend(labels: tuple[str, str]) -> str:
-    """The colour key of a comparison."""
+    """The colour key of a comparison.
+
+    >>> "tuned loses more" in change_legend(("base", "tuned"))
+    True
+    """
     stops = ", ".join("#{:02x}{:02x}{:02x} {:.0f}%".format(*c, 50 * (t + 1)) for t, c in _CHANGE_STOPS)
     a, b = map(text, labels)
     return (
@@ -161,7 +182,11 @@ def change_legend(labels: tuple[str, str]) -> str:
 
 
 def wrap(body: str) -> str:
-    """A fragment for a notebook cell: the styles and the body in one ``div.probe``."""
+    """A fragment for a notebook cell: the styles and the body in one ``div.probe``.
+
+    >>> wrap("<p>x</p>").endswith("<p>x</p></div>")
+    True
+    """
     return f'<div class="probe"><style>{CSS}</style>{body}</div>'
 
 
@@ -196,7 +221,13 @@ def described(settings) -> tuple[str, str, dict[str, str]]:
 
 
 def about(result, kind: str, layers: Sequence[str], extra: Mapping[str, str] | None = None) -> str:
-    """The table that says what was explained: model, layers, scale, rate, solver settings, version."""
+    """The table that says what was explained: model, layers, scale, rate, solver settings, version.
+
+    >>> import torch, probe
+    >>> exp = probe.Explanation(sigma=torch.tensor([0.1]), words=["a"], scale=1.0, rate=0.1, width=8, settings={"model": "bert"})
+    >>> "<td>bert</td>" in about(exp, "one sentence", ["l0"])
+    True
+    """
     from . import __version__
 
     model, solver, others = described(getattr(result, "settings", None))
