@@ -22,6 +22,7 @@ from ._objective import as_regularization, feature_weights
 from ._results import Explanation
 from ._solver import solve
 from ._sweep import Sweep
+from ._words import tokenizer_word_ids
 from .adapters import choose
 from .errors import InputError, LayerError, ModelError, close_matches
 
@@ -150,6 +151,7 @@ class attach:
         settings = settings_from(solver)
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise InputError(f"seed must be a whole number, got {seed!r}")
+        encoding = inputs  # a tokenizer's BatchEncoding knows its word boundaries; moving it loses them
         with self._running():
             scale, rate = check_scale_rate(self._default_scale() if scale is None else scale, rate)
             inputs = self._prepared(inputs)
@@ -161,6 +163,7 @@ class attach:
             if empty:
                 raise InputError(f"sentence(s) {empty} hold only special tokens such as [CLS] and [SEP]: the text is empty; explain sentences with at least one word")
             sentence_words = self._words(inputs, words, clean.mask, batch)
+            word_ids = [self._word_ids(inputs, encoding, b, clean.mask[b]) if words is None else None for b in range(count)]
             regs = self._regularizations(regularization, clean.outputs)
             weights = [batch_weights(self.adapter, out, clean.mask, inverse) for out, inverse in zip(clean.outputs, self._inverses(regs))]
             with tqdm(total=settings.max_steps, disable=not progress, desc="explain", unit="step") as bar:
@@ -177,11 +180,11 @@ class attach:
                     progress=lambda step: bar.update(1),
                 )
         meta = {**settings.as_metadata(), "seed": str(seed), "adapter": self.adapter.name}
-        return [self._result(solutions[b], sentence_words[b], clean, regs, scale, rate, meta) for b in range(count)]
+        return [self._result(solutions[b], sentence_words[b], word_ids[b], clean, regs, scale, rate, meta) for b in range(count)]
 
-    def _result(self, solutions, words: list[str], clean: CleanPass, regs, scale: float, rate: float, meta: dict):
+    def _result(self, solutions, words: list[str], word_ids, clean: CleanPass, regs, scale: float, rate: float, meta: dict):
         per_layer = {
-            name: Explanation.of(s, words=words, scale=scale, rate=rate, width=clean.x.shape[2], layer=name, regularization=r, settings=meta)
+            name: Explanation.of(s, words=words, word_ids=word_ids, scale=scale, rate=rate, width=clean.x.shape[2], layer=name, regularization=r, settings=meta)
             for name, s, r in zip(self._runner.names, solutions, regs)
         }
         return next(iter(per_layer.values())) if self._single else Sweep(per_layer)
@@ -233,6 +236,13 @@ class attach:
             found = self.adapter.words(inputs, self._tokenizer, b, mask[b])
             result.append(found if found is not None and len(found) == real else [str(i) for i in range(real)])
         return result
+
+    def _word_ids(self, inputs, encoding, b: int, mask: torch.Tensor) -> list[int | None] | None:
+        """Which word each real token of sentence ``b`` is a piece of, when the tokenizer says."""
+        ids = self.adapter.ids(inputs)
+        if self._tokenizer is None or ids is None:
+            return None
+        return tokenizer_word_ids(self._tokenizer, ids[b][mask.to(ids.device)].cpu(), encoding if hasattr(encoding, "word_ids") else None, b)
 
     def _prepared(self, inputs):
         """The inputs moved to the model's device and checked by the adapter, before anything runs."""

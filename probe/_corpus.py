@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -17,15 +17,16 @@ import torch
 from . import _reading as read
 from ._files import setting_metadata, write_tensors
 from ._load import reads
-from ._objective import information_loss
-from ._results import Explanation
+from ._results import Explanation, check_pieces, piece_losses
 from ._sweep import Sweep
+from ._views import Viewable
+from ._words import by_word
 from .errors import FileFormatError, InputError, LayerError, close_matches
 
 
 @reads("corpus")
 @dataclass
-class CorpusResult:
+class CorpusResult(Viewable):
     """Per-word sigma of every layer for every sentence of a corpus, and the corpus measures.
 
     ``sigma[j]`` is sentence ``j``'s sigma, [layers, words]; ``index[j]`` its position in the corpus;
@@ -48,6 +49,8 @@ class CorpusResult:
     convergence: torch.Tensor
     steps: torch.Tensor
     settings: dict[str, str] = field(default_factory=dict)
+    pieces: list[list[int]] | None = None
+    """After ``by_word``: per sentence, how many word pieces each word merges."""
 
     def __post_init__(self) -> None:
         self.sigma = [s.detach().to("cpu", torch.float32) for s in self.sigma]
@@ -60,6 +63,7 @@ class CorpusResult:
         for j, (s, w) in enumerate(zip(self.sigma, self.words)):
             if s.shape != (L, len(w)):
                 raise InputError(f"sentence {j} has {len(w)} words but sigma of shape {tuple(s.shape)}; expected ({L}, {len(w)})")
+        check_pieces(self.pieces, self.words)
         self.convergence, self.steps = torch.as_tensor(self.convergence, dtype=torch.bool), torch.as_tensor(self.steps, dtype=torch.int64)
         if self.convergence.shape != (L, S) or self.steps.shape != (L, S):
             raise InputError(f"convergence and steps must be [layers, sentences] = ({L}, {S})")
@@ -83,12 +87,12 @@ class CorpusResult:
     @property
     def information_loss(self) -> list[torch.Tensor]:
         """Per-word information loss per sentence, [layers, words] each, nats (the shape of ``sigma``)."""
-        return [information_loss(s, self.width) for s in self.sigma]
+        return [piece_losses(s, self.width, None if self.pieces is None else self.pieces[j]) for j, s in enumerate(self.sigma)]
 
     @cached_property
     def sentence_information_loss(self) -> torch.Tensor:
         """Each sentence's information loss (the sum over its words), [layers, sentences], nats."""
-        return torch.stack([information_loss(s, self.width).to(torch.float64).sum(1) for s in self.sigma], 1)
+        return torch.stack([h.to(torch.float64).sum(1) for h in self.information_loss], 1)
 
     @property
     def mean_information_loss(self) -> torch.Tensor:
@@ -101,7 +105,7 @@ class CorpusResult:
         ids = torch.tensor([vocabulary.setdefault(w, len(vocabulary)) for ws in self.words for w in ws], dtype=torch.int64)
         V = len(vocabulary)
         counts = torch.zeros(V, dtype=torch.int64).index_add_(0, ids, torch.ones_like(ids))
-        loss = torch.cat([information_loss(s, self.width).to(torch.float64) for s in self.sigma], 1)
+        loss = torch.cat([h.to(torch.float64) for h in self.information_loss], 1)
         totals = torch.zeros(len(self.layers), V, dtype=torch.float64).index_add_(1, ids, loss)
         return list(vocabulary), counts, totals / counts.clamp_min(1)
 
@@ -149,9 +153,22 @@ class CorpusResult:
                 converged=bool(self.convergence[o, j]),
                 steps=int(self.steps[o, j]),
                 settings=dict(self.settings),
+                pieces=None if self.pieces is None else list(self.pieces[j]),
             )
             for o, name in enumerate(self.layers)
         })
+
+    def by_word(self, special: bool = True) -> "CorpusResult":
+        """Every sentence with word pieces merged into words (see ``Explanation.by_word``), so the word
+        types ranked are the words the user wrote.
+
+        >>> result.by_word(special=False).vocabulary
+        ['a', 'fine', 'film', 'dull']
+        """
+        if self.pieces is not None:
+            return self
+        merged = [by_word(w, s, self.width, None, special) for w, s in zip(self.words, self.sigma)]
+        return replace(self, words=[m.words for m in merged], sigma=[m.sigma for m in merged], pieces=[m.pieces.tolist() for m in merged])
 
     def table(self, top: int = 5, min_count: int = 2) -> str:
         """Per layer: mean information loss per sentence and per word, and the most kept and most lost
@@ -241,6 +258,7 @@ class CorpusResult:
             "kind": "corpus",
             "layers": json.dumps(self.layers),
             "vocabulary": json.dumps(vocabulary),
+            "pieces": json.dumps(self.pieces),
             **setting_metadata(self.scale, self.rate, self.width, self.settings),
         }
         write_tensors(path, tensors, meta)
@@ -266,6 +284,7 @@ class CorpusResult:
                 index=tensors["index"],
                 convergence=tensors["converged"],
                 steps=tensors["steps"],
+                pieces=read.json_value(meta, "pieces", path, "null"),
                 **common,
             )
         except (KeyError, ValueError, TypeError, IndexError, RuntimeError, InputError) as err:
@@ -283,7 +302,7 @@ class CorpusResult:
             raise InputError("merge needs at least one corpus result")
         first = parts[0]
         for part in parts[1:]:
-            if (part.layers, part.scale, part.rate, part.width, part.settings) != (first.layers, first.scale, first.rate, first.width, first.settings):
+            if (part.layers, part.scale, part.rate, part.width, part.settings, part.pieces is None) != (first.layers, first.scale, first.rate, first.width, first.settings, first.pieces is None):
                 raise InputError("these corpus results come from different runs (layers, scale, rate, width or settings differ); merge the shards of one run")
         index = torch.cat([p.index for p in parts])
         if len(index.unique()) != len(index):
@@ -291,6 +310,7 @@ class CorpusResult:
         order = index.argsort().tolist()
         words = [w for p in parts for w in p.words]
         sigma = [s for p in parts for s in p.sigma]
+        pieces = None if first.pieces is None else [q for p in parts for q in p.pieces]
         return cls(
             layers=list(first.layers),
             words=[words[j] for j in order],
@@ -302,6 +322,7 @@ class CorpusResult:
             convergence=torch.cat([p.convergence for p in parts], 1)[:, order],
             steps=torch.cat([p.steps for p in parts], 1)[:, order],
             settings=dict(first.settings),
+            pieces=None if pieces is None else [pieces[j] for j in order],
         )
 
     def _layer_index(self, layer: str) -> int:

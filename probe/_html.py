@@ -34,10 +34,10 @@ def kind_of(result) -> str:
         return "timeseries"
     if hasattr(result, "word_ranking"):
         return "corpus"
-    if hasattr(result, "layers"):
-        return "sweep"
     if hasattr(result, "layer") and hasattr(result, "relative_sigma"):
         return "explanation"
+    if hasattr(result, "layers"):
+        return "sweep"
     raise InputError(f"cannot show a {type(result).__name__}; pass an Explanation, Sweep, CorpusResult or TimeSeries")
 
 
@@ -173,7 +173,7 @@ def type_relative_sigma(result) -> torch.Tensor:
 
     >>> import torch, probe
     >>> result = probe.CorpusResult(layers=["l0"], words=[["a", "film"], ["a"]], sigma=[torch.tensor([[0.2, 0.9]]), torch.tensor([[0.8]])],
-    ...     index=[0, 1], scale=1.0, rate=0.1, width=8, converged=torch.ones(1, 2, dtype=torch.bool), steps=torch.ones(1, 2))
+    ...     index=[0, 1], scale=1.0, rate=0.1, width=8, convergence=torch.ones(1, 2, dtype=torch.bool), steps=torch.ones(1, 2))
     >>> result.vocabulary, type_relative_sigma(result)        # "a": sqrt(0.2 * 0.8)
     (['a', 'film'], tensor([[0.4000, 0.9000]], dtype=torch.float64))
     """
@@ -203,7 +203,7 @@ def _corpus_body(result, top: int = 8, min_count: int = 2) -> str:
     head = f'<p class="probe-head">{len(result.words)} sentences · {n_words} words · information loss in nats, lower = kept more{parts.text(note)}</p>'
     mean = result.mean_information_loss.tolist()
     per_word = [float(result.mean_information_loss[o]) * len(result.words) / n_words for o in range(len(result.layers))]
-    converged = torch.as_tensor(result.converged)
+    converged = torch.as_tensor(result.convergence)
     rows = ['<tr><th>layer</th><th class="probe-num">per sentence</th><th class="probe-num">per word</th><th class="probe-num">converged</th>'
             f"<th>keeps most (top {top})</th><th>loses most</th></tr>"]
     relative = type_relative_sigma(result)
@@ -226,7 +226,7 @@ def corpus_fragment(result, top: int = 8, min_count: int = 2) -> str:
 
     >>> import torch, probe
     >>> result = probe.CorpusResult(layers=["l0"], words=[["a", "film"], ["a"]], sigma=[torch.tensor([[0.2, 0.9]]), torch.tensor([[0.4]])],
-    ...     index=[0, 1], scale=1.0, rate=0.1, width=8, converged=torch.ones(1, 2, dtype=torch.bool), steps=torch.ones(1, 2))
+    ...     index=[0, 1], scale=1.0, rate=0.1, width=8, convergence=torch.ones(1, 2, dtype=torch.bool), steps=torch.ones(1, 2))
     >>> corpus_fragment(result).startswith('<div class="probe">')
     True
     """
@@ -239,7 +239,7 @@ def corpus_page(result, top: int = 8, min_count: int = 2) -> str:
 
     >>> import torch, probe
     >>> result = probe.CorpusResult(layers=["l0"], words=[["a", "film"], ["a"]], sigma=[torch.tensor([[0.2, 0.9]]), torch.tensor([[0.4]])],
-    ...     index=[0, 1], scale=1.0, rate=0.1, width=8, converged=torch.ones(1, 2, dtype=torch.bool), steps=torch.ones(1, 2))
+    ...     index=[0, 1], scale=1.0, rate=0.1, width=8, convergence=torch.ones(1, 2, dtype=torch.bool), steps=torch.ones(1, 2))
     >>> "What was explained" in corpus_page(result)
     True
     """

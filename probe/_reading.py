@@ -100,4 +100,12 @@ def explanation_fields(meta: Mapping[str, str], path: str, tokens: int) -> dict:
     word_ids = json_value(meta, "word_ids", path, "null")
     if word_ids is not None and not (isinstance(word_ids, list) and len(word_ids) == tokens and all(w is None or (isinstance(w, int) and w >= 0) for w in word_ids)):
         raise FileFormatError(f"{path!r}: metadata 'word_ids' does not give one word index (or null) per token; re-save the result")
-    return dict(words=words, layer=str(meta.get("layer", "")), loss=loss, converged=converged, steps=steps, word_ids=word_ids, **settings(meta, path))
+    return dict(words=words, layer=str(meta.get("layer", "")), loss=loss, converged=converged, steps=steps, word_ids=word_ids, pieces=pieces(meta, path, tokens), **settings(meta, path))
+
+
+def pieces(meta: Mapping[str, str], path: str, words: int, key: str = "pieces") -> list[int] | None:
+    """How many word pieces each word merges (a result of ``by_word``), or None."""
+    found = json_value(meta, key, path, "null")
+    if found is not None and not (isinstance(found, list) and len(found) == words and all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for n in found)):
+        raise FileFormatError(f"{path!r}: metadata {key!r} does not give a piece count of at least 1 per word; re-save the result")
+    return found

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -14,12 +14,31 @@ from . import _reading as read
 from ._files import setting_metadata, write_tensors
 from ._load import reads
 from ._objective import information_loss
+from ._views import Viewable
+from ._words import by_word
 from .errors import InputError
+
+
+def piece_losses(sigma: torch.Tensor, width: int, pieces: Sequence[int] | None) -> torch.Tensor:
+    """Information loss per token, or per word of ``pieces`` word pieces: the sum of its pieces' losses,
+    which is ``pieces`` times the loss of their geometric-mean sigma. [..., tokens or words]."""
+    loss = information_loss(sigma, width)
+    return loss if pieces is None else loss * torch.tensor(pieces, dtype=loss.dtype)
+
+
+def check_pieces(pieces, words: Sequence[Sequence[str]]) -> None:
+    """Piece counts of several sentences: None, or one whole number of at least 1 per word."""
+    if pieces is not None and not (
+        isinstance(pieces, list)
+        and [len(p) if isinstance(p, list) else -1 for p in pieces] == [len(w) for w in words]
+        and all(isinstance(n, int) and not isinstance(n, bool) and n >= 1 for p in pieces for n in p)
+    ):
+        raise InputError("pieces must give one piece count (at least 1) per word of every sentence")
 
 
 @reads("explanation")
 @dataclass
-class Explanation:
+class Explanation(Viewable):
     """How much of each word one hidden state keeps: per-word sigma, small = kept.
 
     >>> exp = probe.explain(lambda x: x.sum(0), torch.randn(3, 8), words=["a", "b", "c"])
@@ -44,6 +63,8 @@ class Explanation:
     word_ids: list[int | None] | None = None
     """For each token, the index of the word it is a piece of (None for special tokens), when the
     tokenizer said; ``by_word`` uses it."""
+    pieces: list[int] | None = None
+    """After ``by_word``: how many word pieces each word merges (its sigma is their geometric mean)."""
 
     def __post_init__(self) -> None:
         self.sigma = self.sigma.detach().to("cpu", torch.float32)
@@ -54,6 +75,7 @@ class Explanation:
             raise InputError(f"sigma must lie in (0, scale = {self.scale:g}]; it is a noise scale that never exceeds the ceiling")
         if self.word_ids is not None and len(self.word_ids) != len(self.words):
             raise InputError(f"word_ids has {len(self.word_ids)} entries for {len(self.words)} tokens; pass one per token")
+        check_pieces(None if self.pieces is None else [self.pieces], [self.words])
 
     @classmethod
     def of(cls, solution, **fields) -> "Explanation":
@@ -67,7 +89,7 @@ class Explanation:
         >>> exp.information_loss.shape
         torch.Size([3])
         """
-        return information_loss(self.sigma, self.width)
+        return piece_losses(self.sigma, self.width, self.pieces)
 
     @property
     def total_information_loss(self) -> float:
@@ -95,6 +117,24 @@ class Explanation:
         ['']
         """
         return [self.layer]
+
+    def by_word(self, special: bool = True) -> "Explanation":
+        """The words the user wrote instead of the tokenizer's pieces: a word's information loss is the
+        sum of its pieces' (independent noise), its sigma their geometric mean. Word boundaries come
+        from the tokenizer when it said (``word_ids``), else from the ``##``, ``Ġ`` and ``▁``
+        conventions; ``special=False`` drops special tokens such as [CLS] and [SEP].
+
+        >>> memorable = probe.Explanation(sigma=torch.tensor([0.5, 0.1, 0.4, 0.5]), words=["[CLS]", "memo", "##rable", "[SEP]"], scale=1.0, rate=0.1, width=4)
+        >>> words = memorable.by_word(special=False)
+        >>> words.words, words.pieces
+        (['memorable'], [2])
+        >>> torch.allclose(words.information_loss, memorable.information_loss[1:3].sum())
+        True
+        """
+        if self.pieces is not None:
+            return self
+        merged = by_word(self.words, self.sigma, self.width, self.word_ids, special)
+        return replace(self, sigma=merged.sigma, words=merged.words, word_ids=None, pieces=merged.pieces.tolist())
 
     def table(self, bar_width: int = 30) -> str:
         """A per-word table: word, sigma, sigma/scale, information loss, and a bar (longer = kept more).
@@ -151,6 +191,7 @@ class Explanation:
             "converged": json.dumps(bool(self.converged)),
             "steps": str(self.steps),
             "word_ids": json.dumps(self.word_ids),
+            "pieces": json.dumps(self.pieces),
             **setting_metadata(self.scale, self.rate, self.width, self.settings),
         }
 

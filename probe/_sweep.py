@@ -12,11 +12,12 @@ from . import _reading as read
 from ._files import write_tensors
 from ._load import reads
 from ._results import Explanation
+from ._views import Viewable
 from .errors import FileFormatError, InputError
 
 
 @reads("sweep")
-class Sweep(Mapping[str, Explanation]):
+class Sweep(Viewable, Mapping[str, Explanation]):
     """Explanations of several layers of one sentence; ``sweep[name]`` is one layer's.
 
     >>> with probe.attach(model, ["encoder.layer.0", "encoder.layer.5"]) as p:
@@ -128,6 +129,14 @@ class Sweep(Mapping[str, Explanation]):
         torch.Size([2, 5])
         """
         return torch.stack([e.information_loss for e in self._by_layer.values()])
+
+    def by_word(self, special: bool = True) -> "Sweep":
+        """Every layer with word pieces merged into words (see ``Explanation.by_word``).
+
+        >>> sweep.by_word(special=False).words
+        ['a', 'fine', 'film']
+        """
+        return Sweep({name: e.by_word(special) for name, e in self._by_layer.items()})
 
     def table(self) -> str:
         """Every layer's per-word table, one after the other.

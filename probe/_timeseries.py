@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -19,9 +19,10 @@ import torch
 from . import _reading as read
 from ._files import setting_metadata, write_tensors
 from ._load import reads
-from ._objective import information_loss
-from ._results import Explanation
+from ._results import Explanation, check_pieces, piece_losses
 from ._sweep import Sweep
+from ._views import Viewable
+from ._words import by_word
 from .errors import FileFormatError, InputError
 
 Results = Sequence[Explanation | Sweep]
@@ -30,7 +31,7 @@ Results = Sequence[Explanation | Sweep]
 
 @reads("timeseries")
 @dataclass
-class TimeSeries:
+class TimeSeries(Viewable):
     """Per-word sigma of fixed probe sentences over training; ``sigma[i]`` is [steps, layers, tokens].
 
     ``SnapshotCallback`` writes one; ``probe.load`` reads it back. Build one by hand from the results
@@ -61,6 +62,8 @@ class TimeSeries:
     sigma: list[torch.Tensor] = field(default_factory=list)
     settings: dict[str, str] = field(default_factory=dict)
     convergence: torch.Tensor | None = None
+    pieces: list[list[int]] | None = None
+    """After ``by_word``: per sentence, how many word pieces each word merges."""
 
     def __post_init__(self) -> None:
         if not self.sigma:
@@ -68,6 +71,7 @@ class TimeSeries:
         self.sigma = [s.detach().to("cpu", torch.float32) for s in self.sigma]
         shape = (len(self.steps), len(self.layers), len(self.words))
         self.convergence = torch.zeros(shape, dtype=torch.bool) if self.convergence is None else torch.as_tensor(self.convergence, dtype=torch.bool)
+        check_pieces(self.pieces, self.words)
         if self.convergence.shape != shape:
             raise InputError(f"convergence has shape {tuple(self.convergence.shape)}, expected [steps, layers, sentences] = {shape}")
         if len(self.sigma) != len(self.words) or (self.sentences and len(self.sentences) != len(self.words)):
@@ -125,7 +129,7 @@ class TimeSeries:
             layers=list(self.layers), words=[list(w) for w in self.words], scale=self.scale, rate=self.rate,
             width=self.width, sentences=list(self.sentences), steps=self.steps[:keep],
             epochs=self.epochs[:keep], sigma=[s[:keep] for s in self.sigma], settings=dict(self.settings),
-            convergence=self.convergence[:keep],
+            convergence=self.convergence[:keep], pieces=self.pieces,
         )
 
     @property
@@ -136,7 +140,18 @@ class TimeSeries:
     @property
     def information_loss(self) -> list[torch.Tensor]:
         """Per-word information loss ``H_i = K/2 log(2 pi e) + K log sigma_i`` (nats), per sentence [steps, layers, tokens]."""
-        return [information_loss(s, self.width) for s in self.sigma]
+        return [piece_losses(s, self.width, None if self.pieces is None else self.pieces[i]) for i, s in enumerate(self.sigma)]
+
+    def by_word(self, special: bool = True) -> "TimeSeries":
+        """Every sentence with word pieces merged into words (see ``Explanation.by_word``).
+
+        >>> series.by_word(special=False).words
+        [['a', 'fine', 'film'], ['a', 'dull', 'plot']]
+        """
+        if self.pieces is not None:
+            return self
+        merged = [by_word(w, s, self.width, None, special) for w, s in zip(self.words, self.sigma)]
+        return replace(self, words=[m.words for m in merged], sigma=[m.sigma for m in merged], pieces=[m.pieces.tolist() for m in merged])
 
     @property
     def relative_sigma(self) -> list[torch.Tensor]:
@@ -161,6 +176,7 @@ class TimeSeries:
             "sentences": json.dumps(self.sentences),
             "steps": json.dumps(self.steps),
             "epochs": json.dumps([None if e != e else e for e in self.epochs]),
+            "pieces": json.dumps(self.pieces),
             **setting_metadata(self.scale, self.rate, self.width, self.settings),
         }
         write_tensors(path, tensors, meta)
@@ -179,6 +195,7 @@ class TimeSeries:
                 epochs=[float("nan") if e is None else float(e) for e in json.loads(meta["epochs"])],
                 sigma=sigma,
                 convergence=tensors.get("converged"),
+                pieces=read.json_value(meta, "pieces", path, "null"),
                 **common,
             )
         except (KeyError, ValueError, TypeError, InputError) as err:

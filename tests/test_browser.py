@@ -37,7 +37,7 @@ def pages() -> dict[str, tuple[str, str, str]]:
     """Per case: the page, the CSS selector of a lost word's cell, and of a kept word's cell."""
     words = [["lost", "kept"], ["lost", "kept"]]
     corpus = probe.CorpusResult(layers=["l0"], words=words, sigma=[torch.tensor([[LOST, KEPT]])] * 2, index=[0, 1], scale=0.5, rate=0.1, width=8,
-                                converged=torch.ones(1, 2, dtype=torch.bool), steps=torch.ones(1, 2))
+                                convergence=torch.ones(1, 2, dtype=torch.bool), steps=torch.ones(1, 2))
     series = probe.TimeSeries(layers=["l0"], words=[["lost", "kept"]], scale=0.5, rate=0.1, width=8, steps=[0, 10], epochs=[0.0, 1.0],
                               sigma=[torch.tensor([[[LOST, KEPT]], [[LOST, KEPT]]])])
     sweep = probe.Sweep({"l0": explanation(), "l1": explanation()})

@@ -29,7 +29,7 @@ def sweep(scales, names=("l0", "l1"), model="base") -> probe.Sweep:
 def corpus(factor: float, words=(("a", "film"), ("a", "charm"))) -> probe.CorpusResult:
     sigma = [torch.tensor([[0.1, 0.4], [0.2, 0.3]][: 2]) * factor, torch.tensor([[0.3, 0.2], [0.1, 0.4]]) * factor]
     return probe.CorpusResult(layers=["l0", "l1"], words=[list(w) for w in words], sigma=sigma, index=[0, 1], scale=0.5, rate=0.1, width=K,
-                              converged=torch.ones(2, 2, dtype=torch.bool), steps=torch.ones(2, 2))
+                              convergence=torch.ones(2, 2, dtype=torch.bool), steps=torch.ones(2, 2))
 
 
 def test_two_explanations_closed_form():

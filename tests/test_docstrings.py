@@ -7,6 +7,7 @@ docstrings build (``exp``, ``sweep``, ``result``, ``series``) for the method doc
 
 from __future__ import annotations
 
+import copy
 import doctest
 import importlib
 import pkgutil
@@ -20,6 +21,7 @@ import probe
 
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 FAST = dict(samples=4, max_steps=2)
+RESULTS = ("exp", "sweep", "result", "series")
 
 
 def _modules() -> list:
@@ -65,7 +67,8 @@ def namespace(minilm, tmp_path_factory) -> dict:
 
 @pytest.mark.parametrize("test", EXAMPLES, ids=[t.name for t in EXAMPLES])
 def test_docstring_example_runs(test: doctest.DocTest, namespace: dict):
-    test = doctest.DocTest(test.examples, {**test.globs, **namespace}, test.name, test.filename, test.lineno, test.docstring)
+    fresh = {k: copy.deepcopy(v) if k in RESULTS else v for k, v in namespace.items()}  # an example may change them
+    test = doctest.DocTest(test.examples, {**test.globs, **fresh}, test.name, test.filename, test.lineno, test.docstring)
     runner = doctest.DocTestRunner(optionflags=FLAGS)
     report: list[str] = []
     registries = [probe.adapters._REGISTRY, probe._load._READERS]  # examples may register their own

@@ -65,7 +65,7 @@ SENTENCES = [["the", "film", "is", "a", "charm"], ["a", "film", "without", "char
 def corpus() -> probe.CorpusResult:
     sigma = [torch.linspace(0.05, 0.5, len(s)).expand(2, -1).clone() for s in SENTENCES]
     return probe.CorpusResult(layers=["encoder.layer.0", "encoder.layer.5"], words=SENTENCES, sigma=sigma, index=torch.arange(3), scale=0.5,
-                              rate=0.1, width=16, converged=torch.ones(2, 3, dtype=torch.bool), steps=torch.full((2, 3), 9), settings=dict(SETTINGS))
+                              rate=0.1, width=16, convergence=torch.ones(2, 3, dtype=torch.bool), steps=torch.full((2, 3), 9), settings=dict(SETTINGS))
 
 
 def series(steps=(0, 10, 20)) -> probe.TimeSeries:
@@ -171,7 +171,7 @@ def test_corpus_totals_and_the_words_kept_most_and_least():
 
 def test_corpus_of_single_occurrences_ranks_them_all():
     one = probe.CorpusResult(layers=["l0"], words=[["a", "film"]], sigma=[torch.tensor([[0.1, 0.4]])], index=[0], scale=0.5, rate=0.1, width=4,
-                             converged=torch.ones(1, 1, dtype=torch.bool), steps=torch.ones(1, 1))
+                             convergence=torch.ones(1, 1, dtype=torch.bool), steps=torch.ones(1, 1))
     text = _html.corpus_fragment(one)
     assert "no word type occurs 2 times: all types ranked" in text
     assert [c["text"] for c in Parsed(text).titled()] == ["a", "film", "film", "a"]
