@@ -10,7 +10,7 @@ The information-based explanation of Guan et al. (ICML 2019): per-word Gaussian 
 ['[CLS]', 'a', 'fine', 'film', '[SEP]']
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from . import adapters
 from ._attach import attach
