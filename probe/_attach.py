@@ -18,10 +18,10 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ._functional import check_scale_rate, settings_from
+from ._checks import check_scale_rate, settings_from
 from ._objective import as_regularization, feature_weights, full_weight
 from ._results import Explanation, Sweep
-from ._solver import solve
+from ._solver import SolverSettings, solve
 from .adapters import Adapter, choose
 from .errors import InputError, LayerError, ModelError, ProbeError, close_matches
 
@@ -273,7 +273,7 @@ class attach:
 
         >>> exp = p.explain(tokenizer("a fine film", return_tensors="pt"), seed=0, samples=32)
         """
-        settings = settings_from(solver)
+        settings = settings_from(solver, SolverSettings)
         scale, rate = check_scale_rate(self._default_scale() if scale is None else scale, rate)
         with self._model_state():
             inputs = self._prepared(inputs)

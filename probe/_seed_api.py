@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ._functional import check_input, check_scale_rate
+from ._checks import check_input, check_scale_rate
 from ._objective import as_regularization, feature_weights, full_weight, penalty
 from ._phi import Phi, batched, hidden_state
 from ._results import Explanation

@@ -11,8 +11,9 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from ._attach import Select, attach
-from ._functional import settings_from
+from ._checks import settings_from
 from ._results import load
+from ._solver import SolverSettings
 from ._sweep import isolated
 from ._timeseries import TimeSeries
 from .errors import InputError
@@ -73,7 +74,7 @@ class SweepCallback(TrainerCallback):
             raise InputError("SweepCallback records nothing: pass every_n_steps=N, on_epoch_end=True, or both")
         if corpus is not None and (isinstance(corpus, str) or not list(corpus)):
             raise InputError("corpus must be a list of sentences to compute the regularization from, e.g. corpus=train_texts[:200]")
-        settings_from(solver)
+        settings_from(solver, SolverSettings)
         self.path = Path(path)
         self.tokenizer = tokenizer
         self.every_n_steps = every_n_steps

@@ -1,0 +1,140 @@
+"""Checks of what a user passes, run before any work: each names the valid range in its message.
+
+Every entry point (``probe.explain``, ``attach``, ``corpus``, the seed's ``Interpreter``, the command
+line) calls these, so a wrong type or value ends in an ``InputError`` before the first forward pass,
+never in a traceback from deep inside torch or in a confident wrong answer.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from .errors import InputError
+
+_WHOLE_AT_LEAST = {"samples": 1, "max_steps": 0, "min_steps": 0, "probes": 1, "memory": 1}
+"""Integer solver settings and their smallest valid value."""
+_ABOVE = {"tol": 0.0, "probe_step": 0.0, "max_move": 1.0}
+"""Real solver settings and the bound they must exceed."""
+
+
+def check_input(x: torch.Tensor, words: Sequence[str] | None) -> list[str]:
+    """The words for ``x`` [n, K]: as given (one string per token) or the token indices.
+
+    >>> check_input(torch.zeros(2, 4), ["a", "film"])
+    ['a', 'film']
+    """
+    if not isinstance(x, torch.Tensor) or x.ndim != 2 or not x.is_floating_point():
+        got = f"shape {tuple(x.shape)} of dtype {x.dtype}" if isinstance(x, torch.Tensor) else f"a {type(x).__name__}"
+        raise InputError(f"x must be a floating-point tensor of shape [tokens, features], got {got}")
+    if x.shape[0] == 0 or x.shape[1] == 0:
+        raise InputError(f"x has shape {tuple(x.shape)}; explain a sentence of at least one token with at least one feature")
+    if not torch.isfinite(x).all():
+        raise InputError("x holds NaN or inf; pass finite embeddings")
+    if words is None:
+        return [str(i) for i in range(x.shape[0])]
+    return check_words(words, x.shape[0])
+
+
+def check_words(words, count: int) -> list[str]:
+    """``words`` as a list of ``count`` strings, one per token.
+
+    >>> check_words(("a", "film"), 2)
+    ['a', 'film']
+    """
+    if isinstance(words, (str, bytes)) or not isinstance(words, Sequence):
+        raise InputError(f"words must be a list of strings, one per token, got {type(words).__name__}; write e.g. words=['a', 'film']")
+    bad = next((w for w in words if not isinstance(w, str)), None)
+    if bad is not None:
+        raise InputError(f"words must be a list of strings, one per token, but it holds a {type(bad).__name__} ({bad!r})")
+    if len(words) != count:
+        raise InputError(f"words has {len(words)} entries but x has {count} tokens; pass one word per token")
+    return list(words)
+
+
+def check_positive(name: str, value) -> float:
+    """``value`` as a positive finite float: an int, float, numpy scalar or 0-d tensor (never a bool).
+
+    >>> check_positive("scale", np.float32(0.5))
+    0.5
+    """
+    number = _real(value)
+    if number is None or not (0 < number < math.inf):
+        raise InputError(f"{name} must be a positive finite number (0 < {name} < inf), got {_shown(value)}")
+    return number
+
+
+def check_scale_rate(scale, rate) -> tuple[float, float]:
+    """``scale`` and ``rate`` as positive finite floats, or an InputError.
+
+    >>> check_scale_rate(torch.tensor(1.0), 0.1)
+    (1.0, 0.1)
+    """
+    return check_positive("scale", scale), check_positive("rate", rate)
+
+
+def check_seed(seed) -> int:
+    """``seed`` as an int: a whole number (Python or numpy), never a str, bool or float.
+
+    >>> check_seed(np.int64(3))
+    3
+    """
+    if isinstance(seed, (bool, np.bool_)) or not isinstance(seed, numbers.Integral):
+        raise InputError(f"seed must be a whole number such as 0 or 42, got {_shown(seed)}")
+    return int(seed)
+
+
+def check_settings(settings) -> None:
+    """Refuses solver settings out of range; ``settings`` is any object with SolverSettings' fields.
+
+    >>> check_settings(probe.SolverSettings(tol=0))
+    Traceback (most recent call last):
+    probe.errors.InputError: tol must be a finite number > 0, got 0
+    """
+    for name, least in _WHOLE_AT_LEAST.items():
+        value = getattr(settings, name)
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral) or value < least:
+            raise InputError(f"{name} must be a whole number >= {least}, got {_shown(value)}")
+    for name, bound in _ABOVE.items():
+        value = getattr(settings, name)
+        number = _real(value)
+        if number is None or not (bound < number < math.inf):
+            raise InputError(f"{name} must be a finite number > {bound:g}, got {_shown(value)}")
+
+
+def settings_from(kwargs: dict, settings_type: type):
+    """A checked ``settings_type`` (SolverSettings) from keyword arguments; unknown names are an
+    InputError that lists the known ones.
+
+    >>> settings_from({"samples": 16}, probe.SolverSettings).samples
+    16
+    """
+    known = set(settings_type.__dataclass_fields__)
+    unknown = set(kwargs) - known
+    if unknown:
+        raise InputError(f"unknown solver setting(s) {sorted(unknown)}; the settings are {sorted(known)}")
+    settings = settings_type(**kwargs)
+    check_settings(settings)
+    return settings
+
+
+def _real(value) -> float | None:
+    """A real number as a float, or None for anything else (a bool, a str, a tensor of several)."""
+    if isinstance(value, torch.Tensor):
+        if value.numel() != 1 or value.ndim != 0 or value.dtype == torch.bool or value.is_complex():
+            return None
+        value = value.item()
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        return None
+    return float(value)
+
+
+def _shown(value) -> str:
+    """``value`` for a message: short, with its type when that is the problem."""
+    text = repr(value)
+    text = text if len(text) <= 60 else text[:57] + "..."
+    return text if isinstance(value, (int, float)) and not isinstance(value, bool) else f"{text} ({type(value).__name__})"
