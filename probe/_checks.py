@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import math
 import numbers
+import os
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
 
-from .errors import InputError
+from .errors import FileAccessError, InputError, ProbeFileNotFoundError
 
 _WHOLE_AT_LEAST = {"samples": 1, "max_steps": 0, "min_steps": 0, "probes": 1, "memory": 1}
 """Integer solver settings and their smallest valid value."""
@@ -138,3 +140,54 @@ def _shown(value) -> str:
     text = repr(value)
     text = text if len(text) <= 60 else text[:57] + "..."
     return text if isinstance(value, (int, float)) and not isinstance(value, bool) else f"{text} ({type(value).__name__})"
+
+
+def check_output_file(path, option: str = "path") -> Path:
+    """A file name that can be written: its folder exists and is writable, and it is not a folder.
+
+    >>> check_output_file("result.safetensors")
+    PosixPath('result.safetensors')
+    """
+    if not isinstance(path, (str, os.PathLike)) or not str(path):
+        raise InputError(f"{option} must be a file name, got {_shown(path)}")
+    path = Path(path)
+    if path.is_dir():
+        raise InputError(f"{option} {str(path)!r} is a folder; give the name of a file in it")
+    folder = path.parent
+    if not folder.is_dir():
+        raise ProbeFileNotFoundError(f"the folder {str(folder)!r} of {option} {str(path)!r} does not exist; create it first")
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise FileAccessError(13, f"{option} {str(path)!r} cannot be written: no permission to write in {str(folder)!r}; choose another folder", str(path))
+    return path
+
+
+def check_output_folder(path, option: str = "folder") -> Path:
+    """A folder that is there or can be created (its nearest existing parent is writable).
+
+    >>> check_output_folder("out")
+    PosixPath('out')
+    """
+    if not isinstance(path, (str, os.PathLike)) or not str(path):
+        raise InputError(f"{option} must be a folder name, got {_shown(path)}")
+    path = Path(path)
+    existing = next(p for p in [path, *path.absolute().parents] if p.exists() or p == p.parent)
+    if not existing.is_dir():
+        raise InputError(f"{option} {str(path)!r} is under the file {str(existing)!r}; give a folder")
+    if not os.access(existing, os.W_OK | os.X_OK):
+        raise FileAccessError(13, f"{option} {str(path)!r} cannot be written: no permission in {str(existing)!r}; choose another folder", str(path))
+    return path
+
+
+def check_image_path(path, option: str = "plot") -> Path:
+    """A writable file name whose extension matplotlib can draw (.png, .pdf, .svg, ...).
+
+    >>> check_image_path("result.png")
+    PosixPath('result.png')
+    """
+    path = check_output_file(path, option)
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    kinds = FigureCanvasBase.get_supported_filetypes()
+    if path.suffix and path.suffix[1:].lower() not in kinds:
+        raise InputError(f"{option} {str(path)!r}: matplotlib cannot draw {path.suffix!r} files; use one of {', '.join('.' + k for k in sorted(kinds))}")
+    return path

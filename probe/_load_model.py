@@ -205,6 +205,20 @@ def _tokenizer(path: Path, trust_remote_code: bool):
         raise InputError(f"the tokenizer files in {str(path)!r} are damaged ({type(err).__name__}: {_short(err)}); re-save the tokenizer with save_pretrained") from None
 
 
+def load_tokenizer(path: str | Path, trust_remote_code: bool = False):
+    """The tokenizer a folder holds (``save_pretrained``'s files), running no code from it unless
+    ``trust_remote_code``; a ProbeError when there is none or it is damaged."""
+    path = Path(path)
+    if not path.is_dir():
+        raise ProbeFileNotFoundError(f"no tokenizer folder {str(path)!r}; give the folder a tokenizer's save_pretrained wrote")
+    if not trust_remote_code:
+        _refuse_remote_code(path, {})
+    found = _tokenizer(path, trust_remote_code)
+    if found is None:
+        raise InputError(f"the folder {str(path)!r} holds no tokenizer files ({', '.join(TOKENIZER_FILES[:3])}, ...); give the folder a tokenizer's save_pretrained wrote")
+    return found
+
+
 def _short(err: BaseException) -> str:
     """An exception's message on one line, at most 200 characters."""
     text = " ".join(str(err).split())
