@@ -10,13 +10,13 @@ from __future__ import annotations
 import math
 import numbers
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from .errors import FileAccessError, InputError, ProbeFileNotFoundError
+from .errors import FileAccessError, InputError, ModelError, ProbeFileNotFoundError
 
 _WHOLE_AT_LEAST = {"samples": 1, "max_steps": 0, "min_steps": 0, "probes": 1, "memory": 1}
 """Integer solver settings and their smallest valid value."""
@@ -191,3 +191,22 @@ def check_image_path(path, option: str = "plot") -> Path:
     if path.suffix and path.suffix[1:].lower() not in kinds:
         raise InputError(f"{option} {str(path)!r}: matplotlib cannot draw {path.suffix!r} files; use one of {', '.join('.' + k for k in sorted(kinds))}")
     return path
+
+
+def checked_phi(phi: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``phi`` as the seed's ``Interpreter`` needs it: a single number (0-d) comes back as one feature,
+    and NaN or inf (a Phi that overflows under noise) is a ModelError, never a NaN sigma.
+
+    >>> checked_phi(lambda x: x.sum())(torch.ones(2, 3))
+    tensor([6.])
+    """
+    if not callable(phi):
+        raise InputError(f"Phi must be a function of x that returns the hidden state, got {type(phi).__name__}")
+
+    def checked(x: torch.Tensor) -> torch.Tensor:
+        out = phi(x)
+        if isinstance(out, torch.Tensor) and out.is_floating_point() and not bool(torch.isfinite(out).all()):
+            raise ModelError("Phi gives NaN or inf for x or a noisy copy of it (it overflows); pass a smaller scale=, or a Phi that stays finite")
+        return out.reshape(1) if isinstance(out, torch.Tensor) and out.ndim == 0 else out
+
+    return checked

@@ -25,7 +25,7 @@ def write_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: 
     """
     from . import __version__
 
-    path = Path(path)
+    path = _target(Path(path))
     if path.is_dir():
         raise InputError(f"{str(path)!r} is a folder; give a file name such as {str(path / 'result.safetensors')!r}")
     meta = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "probe_version": __version__, **metadata}
@@ -67,9 +67,24 @@ def _check_text(meta: dict[str, str]) -> None:
             raise InputError(f"the {key} {value!r} holds a lone surrogate, which no file can store as text; give it a name of valid unicode") from None
 
 
+def _target(path: Path) -> Path:
+    """The file a write to ``path`` must replace: the target of a symlink (so the link stays a link and
+    its target gets the new content), ``path`` itself otherwise."""
+    if not path.is_symlink():
+        return path
+    try:
+        return path.resolve(strict=False)
+    except (OSError, RuntimeError) as err:  # a loop of links
+        raise InputError(f"{str(path)!r} is a symbolic link that leads nowhere ({err}); remove it or point it at a file") from None
+
+
 def _temporary_beside(path: Path) -> tuple[int, Path]:
-    """A new file next to ``path`` with the umask's mode: mkstemp's 0600 would stick after the rename."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    """A new file next to ``path`` with the umask's mode: mkstemp's 0600 would stick after the rename.
+
+    Its name is short (22 characters) whatever ``path``'s length, so any name the system allows can
+    be saved; it starts with a dot, so a listing hides a temporary one left by a killed process.
+    """
+    tmp = path.with_name(f".probe-{secrets.token_hex(6)}.tmp")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     return os.open(tmp, flags, 0o666), tmp
 
