@@ -464,6 +464,6 @@ def _tokenizer_beside(model: nn.Module):
     try:
         from transformers import AutoTokenizer
 
-        return AutoTokenizer.from_pretrained(str(path))
+        return AutoTokenizer.from_pretrained(str(path), trust_remote_code=False)
     except Exception:  # a folder without tokenizer files: words fall back to token indices
         return None

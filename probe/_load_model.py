@@ -190,7 +190,7 @@ def _from_trusted_pickle(path: Path, cls: type, files: list[Path], trust_remote_
         state.update({k: v for k, v in loaded.items() if isinstance(v, torch.Tensor)})
     mapping = getattr(cls, "_model_mapping", None)
     concrete = mapping[type(config)] if mapping is not None else cls
-    return concrete.from_pretrained(None, config=config, state_dict=state, **kwargs)
+    return concrete.from_pretrained(None, config=config, state_dict=state, trust_remote_code=trust_remote_code, **kwargs)
 
 
 def _tokenizer(path: Path, trust_remote_code: bool):
