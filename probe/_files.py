@@ -25,15 +25,21 @@ def write_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: 
     """
     from . import __version__
 
-    path = _target(Path(path))
-    if path.is_dir():
-        raise InputError(f"{str(path)!r} is a folder; give a file name such as {str(path / 'result.safetensors')!r}")
+    if not isinstance(path, (str, os.PathLike)) or not str(path):
+        raise InputError(f"the path to save to must be a file name (str or pathlib.Path), got {path!r}")
+    path = Path(path)
+    try:
+        path = _target(path)
+        if path.is_dir():
+            raise InputError(f"{str(path)!r} is a folder; give a file name such as {str(path / 'result.safetensors')!r}")
+    except OSError as err:  # a name too long for the system, a folder that cannot be searched
+        raise _access_error(err, "write", path) from err
     meta = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "probe_version": __version__, **metadata}
     _check_text(meta)
     # copies: safetensors refuses tensors that share memory, such as one regularization given to two layers
     blob = _save_bytes({k: v.detach().cpu().clone(memory_format=torch.contiguous_format) for k, v in tensors.items()}, metadata=meta)
     folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
+    if not _is_dir(folder):
         raise ProbeFileNotFoundError(f"the folder {str(folder)!r} does not exist; create it first")
     try:
         fd, tmp = _temporary_beside(path)
@@ -67,6 +73,20 @@ def _check_text(meta: dict[str, str]) -> None:
             raise InputError(f"the {key} {value!r} holds a lone surrogate, which no file can store as text; give it a name of valid unicode") from None
 
 
+def _is_dir(folder: Path) -> bool:
+    try:
+        return folder.is_dir()
+    except OSError:
+        return False
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
 def _target(path: Path) -> Path:
     """The file a write to ``path`` must replace: the target of a symlink (so the link stays a link and
     its target gets the new content), ``path`` itself otherwise."""
@@ -97,10 +117,12 @@ def setting_metadata(scale: float, rate: float, width: int, settings: dict) -> d
 
 def read_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Tensors and metadata of a probe safetensors file; a ProbeError for anything else."""
+    if not isinstance(path, (str, os.PathLike)) or not str(path):
+        raise InputError(f"the path to load must be a file name (str or pathlib.Path), got {path!r}")
     path = Path(path)
-    if path.is_dir():
+    if _is_dir(path):
         raise InputError(f"{str(path)!r} is a folder; give the path of a .safetensors file that probe saved")
-    if not path.is_file():
+    if not _is_file(path):
         raise ProbeFileNotFoundError(f"no file {str(path)!r}; check the path (probe results end in .safetensors)")
     try:
         blob = path.read_bytes()
