@@ -127,7 +127,8 @@ def _load_folder(path: Path, cls: type | None, trust_pickle: bool, trust_remote_
         if pickled and trust_pickle:
             model = _from_trusted_pickle(path, cls, pickled, trust_remote_code, kwargs)
         else:
-            model = cls.from_pretrained(str(path), trust_remote_code=trust_remote_code, **kwargs)
+            model, info = cls.from_pretrained(str(path), trust_remote_code=trust_remote_code, **{**kwargs, "output_loading_info": True})
+            _warn_missing(path, cls, info)
     except ProbeError:
         raise
     except pickle.UnpicklingError:
@@ -137,6 +138,17 @@ def _load_folder(path: Path, cls: type | None, trust_pickle: bool, trust_remote_
     if not isinstance(model, nn.Module):
         raise InputError(f"{cls.__name__}.from_pretrained gave a {type(model).__name__}, not a torch.nn.Module; pass a model class")
     return LoadedModel(model.eval(), _tokenizer(path, trust_remote_code))
+
+
+def _warn_missing(path: Path, cls: type, info) -> None:
+    """A warning when weights the model needs are not in the folder: transformers starts them random."""
+    missing = sorted(info.get("missing_keys") or ()) if isinstance(info, Mapping) else []
+    if missing:
+        warnings.warn(
+            f"{len(missing)} weight(s) of {cls.__name__} are not in {str(path)!r} and start random ({', '.join(missing[:3])}); "
+            "layers that use them explain an untrained model: check the folder or model_class",
+            stacklevel=4,
+        )
 
 
 def _folder_config(path: Path) -> dict:
