@@ -50,9 +50,9 @@ def check_words(words, count: int) -> list[str]:
     """
     if isinstance(words, (str, bytes)) or not isinstance(words, Sequence):
         raise InputError(f"words must be a list of strings, one per token, got {type(words).__name__}; write e.g. words=['a', 'film']")
-    bad = next((w for w in words if not isinstance(w, str)), None)
-    if bad is not None:
-        raise InputError(f"words must be a list of strings, one per token, but it holds a {type(bad).__name__} ({bad!r})")
+    others = [w for w in words if not isinstance(w, str)]
+    if others:
+        raise InputError(f"words must be a list of strings, one per token, but it holds a {type(others[0]).__name__} ({others[0]!r})")
     if len(words) != count:
         raise InputError(f"words has {len(words)} entries but x has {count} tokens; pass one word per token")
     return list(words)
