@@ -453,7 +453,7 @@ def test_a_process_killed_mid_write_leaves_the_old_file(tmp_path):
     assert done.returncode == -9, done.stderr.decode()
     assert path.read_bytes() == old
     leftovers = [name for name in os.listdir(tmp_path) if name != "exp.safetensors"]
-    assert all(name.startswith(".exp.safetensors.") and name.endswith(".tmp") for name in leftovers)
+    assert all(name.startswith(".probe-") and name.endswith(".tmp") for name in leftovers)
     assert isinstance(probe.load(path), Explanation)
 
 
