@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ._checks import check_output_folder
 from ._corpus import CorpusResult, corpus
 from ._results import load
 from .errors import InputError, ProbeFileNotFoundError
@@ -72,11 +73,11 @@ def run_corpus(model: nn.Module, layers: Sequence[str], sentences: Sequence[str]
     group already started (by the caller) is used and left running; otherwise one on gloo is started
     from torchrun's variables and ended here.
     """
-    out = Path(out)
+    out = check_output_folder(out, "--out")
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {str(out)!r} is a file; give a folder for the corpus results")
-    out.mkdir(parents=True, exist_ok=True)
     rank, size = world()
+    out.mkdir(parents=True, exist_ok=True)
     if size == 1:
         result = corpus(model, layers, sentences, progress=progress, **kwargs)
         result.save(out / RESULT_NAME)
