@@ -134,9 +134,10 @@ class Adapter:
 
     def only_special(self, inputs, tokenizer, mask: torch.Tensor) -> list[int]:
         """Sentences whose real tokens are all the tokenizer's special tokens ([CLS], [SEP], ...):
-        an empty text, which has no word to explain."""
+        an empty text, which has no word to explain. The unknown token ([UNK], what emoji or runes
+        become) stands for a word, so a sentence of unknown words is not empty."""
         ids = self.ids(inputs)
-        special = getattr(tokenizer, "all_special_ids", None)
+        special = set(getattr(tokenizer, "all_special_ids", None) or ()) - {getattr(tokenizer, "unk_token_id", None)}
         if ids is None or not special:
             return []
         is_special = torch.isin(ids.cpu(), torch.tensor(sorted(special), dtype=ids.dtype))

@@ -15,12 +15,12 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ._clean_pass import CleanPass, batch_weights, clean_pass, sentence_mean
-from ._functional import check_scale_rate, settings_from
+from ._checks import check_scale_rate, check_seed, settings_from
 from ._hooks import HookRunner, Select
 from ._model_state import check_loaded, device_of, running, tokenizer_beside
 from ._objective import as_regularization, feature_weights
 from ._results import Explanation
-from ._solver import solve
+from ._solver import SolverSettings, solve
 from ._sweep import Sweep
 from ._words import tokenizer_word_ids
 from .adapters import choose
@@ -148,9 +148,8 @@ class attach:
         return self._explain(inputs, words, regularization, scale, rate, seed, progress, solver, batch=True)
 
     def _explain(self, inputs, words, regularization, scale, rate, seed, progress, solver, *, batch: bool) -> list:
-        settings = settings_from(solver)
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise InputError(f"seed must be a whole number, got {seed!r}")
+        settings = settings_from(solver, SolverSettings)
+        check_seed(seed)
         encoding = inputs  # a tokenizer's BatchEncoding knows its word boundaries; moving it loses them
         with self._running():
             scale, rate = check_scale_rate(self._default_scale() if scale is None else scale, rate)

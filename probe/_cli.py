@@ -1,7 +1,9 @@
 """The ``probe`` command line (also ``python -m probe``): layers, explain, show, demo, corpus.
 
-A user mistake prints one line on stderr naming the problem and the fix, and exits 2; ``--debug``
-shows the traceback instead. Progress bars go to stderr (``--no-progress`` turns them off).
+A user mistake prints one line on stderr naming the problem and the fix, and exits 2; a bug in probe
+prints one line saying so and exits 1; ``--debug`` shows the traceback instead. Everything the command
+line can check (settings, device, ranks, output paths, image types) is checked before the model is
+loaded. Progress bars go to stderr (``--no-progress`` turns them off).
 
     probe layers MODEL [--text T]
     probe explain MODEL --layer NAME [--layer NAME ...] (--text T | --file F) [--corpus F] [--out FILE] [--plot PNG]
@@ -26,10 +28,12 @@ import torch
 from torch import nn
 
 from ._attach import attach
+from ._checks import check_image_path, check_output_file, check_output_folder, check_positive, settings_from
 from ._corpus_run import encode
 from ._distributed import device, run_corpus, world
-from ._load_model import load_model
 from ._load import load
+from ._load_model import load_model, load_tokenizer
+from ._solver import SolverSettings
 from ._sweep import Sweep
 from .errors import InputError, ModelError, ProbeError, ProbeFileNotFoundError
 
@@ -45,7 +49,7 @@ class _Parser(argparse.ArgumentParser):
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Runs the command line; returns the exit status (0 done, 2 a user mistake).
+    """Runs the command line; returns the exit status (0 done, 1 a bug in probe, 2 a user mistake).
 
     >>> probe._cli.main(["layers", "path/to/hf-folder"])
     0
@@ -53,17 +57,34 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         with warnings.catch_warnings():
-            warnings.showwarning = lambda message, *_, **__: print(f"probe {args.command}: warning: {message}", file=sys.stderr)
+            warnings.showwarning = lambda message, *_, **__: _say(f"probe {args.command}: warning: {message}", sys.stderr)
+            _check_early(args)
             args.run(args)
     except (ProbeError, OSError) as err:
         if args.debug:
             raise
-        print(f"probe {args.command}: error: {_message(err)}", file=sys.stderr)
+        _say(f"probe {args.command}: error: {_message(err)}", sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print(f"probe {args.command}: interrupted", file=sys.stderr)
+        _say(f"probe {args.command}: interrupted", sys.stderr)
         return 130
+    except Exception as err:  # not the user's mistake: say it is a bug, in one line, and how to report it
+        if args.debug:
+            raise
+        _say(
+            f"probe {args.command}: internal error (a bug in probe, not in your input): {type(err).__name__}: {_message(err)[:200]}; "
+            "please report it with the output of the same command run with --debug",
+            sys.stderr,
+        )
+        return 1
     return 0
+
+
+def _say(text: str, stream=None) -> None:
+    """Prints ``text``, with characters the terminal's encoding cannot show replaced (never an error)."""
+    stream = stream or sys.stdout
+    encoding = getattr(stream, "encoding", None) or "utf-8"
+    print(text.encode(encoding, errors="replace").decode(encoding, errors="replace"), file=stream)
 
 
 def _message(err: BaseException) -> str:
@@ -83,6 +104,7 @@ def _parser() -> argparse.ArgumentParser:
     model.add_argument("--model-class", help="'module:Class' that a state dict is loaded into")
     model.add_argument("--model-kwargs", type=_json_object, default={}, help="JSON object of constructor (or from_pretrained) keyword arguments")
     model.add_argument("--trust-pickle", action="store_true", help="allow a pickled whole model (runs code from the file: only for files you trust)")
+    model.add_argument("--trust-remote-code", action="store_true", help="allow a folder's own Python code (auto_map): only for folders you trust")
     model.add_argument("--tokenizer", help="a HuggingFace tokenizer folder, when MODEL has none beside it")
 
     budget = _Parser(add_help=False)
@@ -132,6 +154,28 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _check_early(args) -> None:
+    """Everything checkable before the model loads: settings, device, ranks, output paths, image types."""
+    if hasattr(args, "samples"):
+        settings_from(_budget(args), SolverSettings)
+    for option in ("scale", "rate"):
+        if getattr(args, option, None) is not None:
+            check_positive(f"--{option}", getattr(args, option))
+    for option in ("batch_size", "top", "min_count"):
+        if getattr(args, option, 1) < 1:
+            raise InputError(f"--{option.replace('_', '-')} must be at least 1, got {getattr(args, option)}")
+    if getattr(args, "device", None):
+        device(args.device)
+    if args.command == "corpus":
+        world()
+    if getattr(args, "plot", None):
+        check_image_path(args.plot, "--plot")
+    if args.command == "explain" and args.out:
+        check_output_file(args.out, "--out")
+    elif args.command in ("demo", "corpus"):
+        check_output_folder(args.out, "--out")
+
+
 def _json_object(text: str) -> dict:
     try:
         value = json.loads(text)
@@ -146,14 +190,8 @@ def _load(args, runs: bool):
     """The model (on ``--device`` when given) and its tokenizer from the MODEL options; ``runs``: the
     command runs the model on text, which needs a tokenizer and a model that takes hooks."""
     _quiet_transformers()
-    loaded = load_model(args.model, model_class=args.model_class, trust_pickle=args.trust_pickle, **args.model_kwargs)
-    tokenizer = loaded.tokenizer
-    if args.tokenizer:
-        from transformers import AutoTokenizer
-
-        if not Path(args.tokenizer).is_dir():
-            raise ProbeFileNotFoundError(f"no tokenizer folder {args.tokenizer!r}; give the folder a tokenizer's save_pretrained wrote")
-        tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
+    loaded = load_model(args.model, model_class=args.model_class, trust_pickle=args.trust_pickle, trust_remote_code=args.trust_remote_code, **args.model_kwargs)
+    tokenizer = load_tokenizer(args.tokenizer, args.trust_remote_code) if args.tokenizer else loaded.tokenizer
     model = loaded.model
     if runs and isinstance(model, torch.jit.ScriptModule):
         raise InputError("TorchScript models take no hooks, so probe cannot run their layers; load the model's class with a state dict (--model-class)")
@@ -207,7 +245,7 @@ def _solver(args) -> dict:
 def _layers(args) -> None:
     model, tokenizer = _load(args, runs=args.text is not None)
     outputs = _output_shapes(model, encode(model, tokenizer, [args.text])) if args.text is not None else None
-    print(_tree(model, outputs))
+    _say(_tree(model, outputs))
 
 
 def _output_shapes(model: nn.Module, inputs) -> dict[str, str]:
@@ -270,15 +308,16 @@ def _numbered(path: str, i: int, count: int) -> Path:
 
 
 def _explain(args) -> None:
-    model, tokenizer = _load(args, runs=True)
     texts = [args.text] if args.text is not None else _read_lines(args.file)
+    corpus = _read_lines(args.corpus) if args.corpus else None
+    model, tokenizer = _load(args, runs=True)
     progress = not args.no_progress
     layers = args.layer[0] if len(args.layer) == 1 else args.layer
     with attach(model, layers, tokenizer=tokenizer) as p:
-        reg = _regularization(p, tokenizer, _read_lines(args.corpus), progress) if args.corpus else None
+        reg = _regularization(p, tokenizer, corpus, progress) if corpus else None
         for i, text in enumerate(texts):
             result = p.explain(encode(model, tokenizer, [text]), regularization=reg, seed=args.seed + i, progress=progress, **_solver(args))
-            print(result.table(), end="\n\n")
+            _say(result.table() + "\n")
             if args.out:
                 result.save(_numbered(args.out, i, len(texts)))
             if args.plot:
@@ -287,7 +326,7 @@ def _explain(args) -> None:
 
 def _show(args) -> None:
     result = load(args.file)
-    print(result.table())
+    _say(result.table())
     if args.plot:
         result.plot(args.plot)
 
@@ -309,8 +348,8 @@ def _demo(args) -> None:
     out.mkdir(parents=True, exist_ok=True)
     sweep.plot(out / "demo.png")
     sweep.save(out / "demo.safetensors")
-    print(_matrix(sweep))
-    print(f"\nwrote {out / 'demo.png'} and {out / 'demo.safetensors'}")
+    _say(_matrix(sweep))
+    _say(f"\nwrote {out / 'demo.png'} and {out / 'demo.safetensors'}")
 
 
 def _matrix(sweep: Sweep) -> str:
@@ -333,13 +372,14 @@ def _matrix(sweep: Sweep) -> str:
 
 
 def _corpus(args) -> None:
-    model, tokenizer = _load(args, runs=True)
     sentences = _read_lines(args.file)
+    corpus = _read_lines(args.corpus) if args.corpus else None
+    model, tokenizer = _load(args, runs=True)
     progress = not args.no_progress and world()[0] == 0
     reg = None
-    if args.corpus:
+    if corpus:
         with attach(model, args.layer, tokenizer=tokenizer) as p:
-            reg = _regularization(p, tokenizer, _read_lines(args.corpus), progress)
+            reg = _regularization(p, tokenizer, corpus, progress)
     result = run_corpus(
         model, args.layer, sentences, args.out, tokenizer=tokenizer, regularization=reg, seed=args.seed, batch_size=args.batch_size, progress=progress, **_solver(args)
     )
@@ -347,5 +387,5 @@ def _corpus(args) -> None:
         return
     out = Path(args.out)
     result.plot(out / "corpus.png", top=args.top, min_count=args.min_count)
-    print(result.table(top=args.top, min_count=args.min_count))
-    print(f"\nwrote {out / 'corpus.safetensors'} and {out / 'corpus.png'}")
+    _say(result.table(top=args.top, min_count=args.min_count))
+    _say(f"\nwrote {out / 'corpus.safetensors'} and {out / 'corpus.png'}")

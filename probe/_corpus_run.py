@@ -17,8 +17,9 @@ from tqdm.auto import tqdm
 
 from ._attach import attach
 from ._corpus import CorpusResult
-from ._functional import settings_from
+from ._checks import settings_from
 from ._model_state import tokenizer_beside
+from ._solver import SolverSettings
 from ._sweep import Sweep
 from .errors import InputError
 
@@ -73,7 +74,7 @@ def corpus(
     if not isinstance(batch_size, int) or batch_size < 1:
         raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
     mine = _batches(len(texts), batch_size, _check_shard(shard, len(texts), batch_size))
-    settings = {**settings_from(solver).as_metadata(), "seed": str(seed), "batch_size": str(batch_size)}
+    settings = {**settings_from(solver, SolverSettings).as_metadata(), "seed": str(seed), "batch_size": str(batch_size)}
     tokenizer = tokenizer if tokenizer is not None else tokenizer_beside(model)
     if tokenizer is None:
         raise InputError("the model has no tokenizer beside it; pass tokenizer= (e.g. AutoTokenizer.from_pretrained(folder))")

@@ -17,6 +17,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from ._checks import check_output_folder
 from ._corpus import CorpusResult
 from ._corpus_run import corpus
 from ._load import load
@@ -28,22 +29,40 @@ RESULT_NAME = "corpus.safetensors"
 def world() -> tuple[int, int]:
     """``(rank, world size)`` from the variables torchrun sets; ``(0, 1)`` outside torchrun."""
     try:
-        return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+        rank, size = int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
     except ValueError:
         raise InputError("RANK and WORLD_SIZE must be integers; launch with torchrun, or unset them") from None
+    if size < 1 or not 0 <= rank < size:
+        raise InputError(f"RANK={rank} and WORLD_SIZE={size} are impossible (need WORLD_SIZE >= 1 and 0 <= RANK < WORLD_SIZE); launch with torchrun, or unset them")
+    return rank, size
 
 
 def device(name: str) -> torch.device:
     """The device this rank runs on: ``cuda`` means this rank's GPU (``LOCAL_RANK``) under torchrun."""
     try:
         chosen = torch.device(name)
-    except RuntimeError:
+    except (RuntimeError, TypeError, ValueError):
         raise InputError(f"unknown device {name!r}; use cpu, cuda or cuda:N") from None
+    if chosen.type not in ("cpu", "cuda"):
+        raise InputError(f"device {name!r} is not supported by probe; use cpu, cuda or cuda:N")
     if chosen.type == "cuda" and not torch.cuda.is_available():
         raise InputError(f"device {name!r} asked for, but this torch sees no CUDA GPU; use --device cpu")
+    if chosen.type == "cuda" and chosen.index is not None and chosen.index >= torch.cuda.device_count():
+        raise InputError(f"device {name!r} asked for, but this machine has {torch.cuda.device_count()} GPU(s); use cuda:0 to cuda:{torch.cuda.device_count() - 1}")
     if chosen.type == "cuda" and chosen.index is None and world()[1] > 1:
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")))
+        return torch.device("cuda", _local_rank())
     return chosen
+
+
+def _local_rank() -> int:
+    """This process's GPU on its machine, from torchrun's ``LOCAL_RANK``."""
+    try:
+        local = int(os.environ.get("LOCAL_RANK", "0"))
+    except ValueError:
+        raise InputError("LOCAL_RANK must be an integer; launch with torchrun, or unset it") from None
+    if not 0 <= local < torch.cuda.device_count():
+        raise InputError(f"LOCAL_RANK={local} but this machine has {torch.cuda.device_count()} GPU(s); start at most that many processes per machine")
+    return local
 
 
 def run_corpus(model: nn.Module, layers: Sequence[str], sentences: Sequence[str], out: str | Path, *, progress: bool = False, **kwargs) -> CorpusResult | None:
@@ -55,11 +74,11 @@ def run_corpus(model: nn.Module, layers: Sequence[str], sentences: Sequence[str]
     group already started (by the caller) is used and left running; otherwise one on gloo is started
     from torchrun's variables and ended here.
     """
-    out = Path(out)
+    out = check_output_folder(out, "--out")
     if out.exists() and not out.is_dir():
         raise InputError(f"--out {str(out)!r} is a file; give a folder for the corpus results")
-    out.mkdir(parents=True, exist_ok=True)
     rank, size = world()
+    out.mkdir(parents=True, exist_ok=True)
     if size == 1:
         result = corpus(model, layers, sentences, progress=progress, **kwargs)
         result.save(out / RESULT_NAME)

@@ -18,22 +18,35 @@ FORMAT_VERSION = 1
 
 
 def write_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: dict[str, str]) -> None:
-    """Writes a safetensors file under ``path`` atomically: a temporary file beside it, then a rename.
-
-    A crash, a full disk or an interrupt mid-write leaves no half file under ``path``: the old file,
-    if any, stays as it was, and the temporary one is removed.
-    """
+    """Writes a safetensors file under ``path`` atomically (see ``write_atomic``)."""
     from . import __version__
 
-    path = Path(path)
-    if path.is_dir():
-        raise InputError(f"{str(path)!r} is a folder; give a file name such as {str(path / 'result.safetensors')!r}")
     meta = {"format": FORMAT, "format_version": str(FORMAT_VERSION), "probe_version": __version__, **metadata}
     _check_text(meta)
     # copies: safetensors refuses tensors that share memory, such as one regularization given to two layers
     blob = _save_bytes({k: v.detach().cpu().clone(memory_format=torch.contiguous_format) for k, v in tensors.items()}, metadata=meta)
+    write_atomic(path, blob, "result.safetensors")
+
+
+def write_atomic(path: str | Path, data: bytes, example: str) -> None:
+    """Writes ``data`` under ``path`` atomically: a temporary file beside it, then a rename; through a
+    symlink, its target is written.
+
+    A crash, a full disk or an interrupt mid-write leaves no half file under ``path``: the old file,
+    if any, stays as it was, and the temporary one is removed. ``example`` is a file name for the
+    message when ``path`` is a folder.
+    """
+    if not isinstance(path, (str, os.PathLike)) or not str(path):
+        raise InputError(f"the path to save to must be a file name (str or pathlib.Path), got {path!r}")
+    path = Path(path)
+    try:
+        path = _target(path)
+        if path.is_dir():
+            raise InputError(f"{str(path)!r} is a folder; give a file name such as {str(path / example)!r}")
+    except OSError as err:  # a name too long for the system, a folder that cannot be searched
+        raise _access_error(err, "write", path) from err
     folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
+    if not _is_dir(folder):
         raise ProbeFileNotFoundError(f"the folder {str(folder)!r} does not exist; create it first")
     try:
         fd, tmp = _temporary_beside(path)
@@ -41,7 +54,7 @@ def write_tensors(path: str | Path, tensors: dict[str, torch.Tensor], metadata: 
         raise _access_error(err, "write", path) from err
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(blob)
+            f.write(data)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)
@@ -67,9 +80,38 @@ def _check_text(meta: dict[str, str]) -> None:
             raise InputError(f"the {key} {value!r} holds a lone surrogate, which no file can store as text; give it a name of valid unicode") from None
 
 
+def _is_dir(folder: Path) -> bool:
+    try:
+        return folder.is_dir()
+    except OSError:
+        return False
+
+
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:
+        return False
+
+
+def _target(path: Path) -> Path:
+    """The file a write to ``path`` must replace: the target of a symlink (so the link stays a link and
+    its target gets the new content), ``path`` itself otherwise."""
+    if not path.is_symlink():
+        return path
+    try:
+        return path.resolve(strict=False)
+    except (OSError, RuntimeError) as err:  # a loop of links
+        raise InputError(f"{str(path)!r} is a symbolic link that leads nowhere ({err}); remove it or point it at a file") from None
+
+
 def _temporary_beside(path: Path) -> tuple[int, Path]:
-    """A new file next to ``path`` with the umask's mode: mkstemp's 0600 would stick after the rename."""
-    tmp = path.with_name(f".{path.name}.{secrets.token_hex(8)}.tmp")
+    """A new file next to ``path`` with the umask's mode: mkstemp's 0600 would stick after the rename.
+
+    Its name is short (22 characters) whatever ``path``'s length, so any name the system allows can
+    be saved; it starts with a dot, so a listing hides a temporary one left by a killed process.
+    """
+    tmp = path.with_name(f".probe-{secrets.token_hex(6)}.tmp")
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
     return os.open(tmp, flags, 0o666), tmp
 
@@ -82,10 +124,12 @@ def setting_metadata(scale: float, rate: float, width: int, settings: dict) -> d
 
 def read_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
     """Tensors and metadata of a probe safetensors file; a ProbeError for anything else."""
+    if not isinstance(path, (str, os.PathLike)) or not str(path):
+        raise InputError(f"the path to load must be a file name (str or pathlib.Path), got {path!r}")
     path = Path(path)
-    if path.is_dir():
+    if _is_dir(path):
         raise InputError(f"{str(path)!r} is a folder; give the path of a .safetensors file that probe saved")
-    if not path.is_file():
+    if not _is_file(path):
         raise ProbeFileNotFoundError(f"no file {str(path)!r}; check the path (probe results end in .safetensors)")
     try:
         blob = path.read_bytes()

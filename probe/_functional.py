@@ -6,45 +6,12 @@ from collections.abc import Sequence
 
 import torch
 
+from ._checks import check_input, check_scale_rate, check_seed, settings_from
 from ._objective import as_regularization, feature_weights, full_weight
 from ._phi import Phi, batched, hidden_state, noisy_state
 from ._results import Explanation
 from ._solver import SolverSettings, solve
 from .errors import InputError
-
-
-def check_input(x: torch.Tensor, words: Sequence[str] | None) -> list[str]:
-    """The words for ``x`` [n, K]: as given (one per token) or token indices."""
-    if not isinstance(x, torch.Tensor) or x.ndim != 2 or not x.is_floating_point():
-        got = tuple(x.shape) if isinstance(x, torch.Tensor) else type(x).__name__
-        raise InputError(f"x must be a float tensor of shape [tokens, features], got {got}")
-    if x.shape[0] == 0:
-        raise InputError("x has no tokens; explain a sentence of at least one token")
-    if not torch.isfinite(x).all():
-        raise InputError("x holds NaN or inf; pass finite embeddings")
-    if words is None:
-        return [str(i) for i in range(x.shape[0])]
-    words = [str(w) for w in words]
-    if len(words) != x.shape[0]:
-        raise InputError(f"words has {len(words)} entries but x has {x.shape[0]} tokens; pass one word per token")
-    return words
-
-
-def check_scale_rate(scale: float, rate: float) -> tuple[float, float]:
-    """``scale`` and ``rate`` as positive finite floats, or an InputError."""
-    for name, value in (("scale", scale), ("rate", rate)):
-        if not isinstance(value, (int, float)) or not (0 < float(value) < float("inf")):
-            raise InputError(f"{name} must be a positive number, got {value!r}")
-    return float(scale), float(rate)
-
-
-def settings_from(kwargs: dict) -> SolverSettings:
-    """SolverSettings from keyword arguments; unknown names are an InputError that lists the known."""
-    known = set(SolverSettings.__dataclass_fields__)
-    unknown = set(kwargs) - known
-    if unknown:
-        raise InputError(f"unknown solver setting(s) {sorted(unknown)}; the settings are {sorted(known)}")
-    return SolverSettings(**kwargs)
 
 
 def explain(
@@ -72,9 +39,12 @@ def explain(
     >>> exp.sigma.argmin().item() in (1, 3)
     True
     """
+    if not callable(Phi):
+        raise InputError(f"Phi must be a function of x that returns the hidden state, got {type(Phi).__name__}")
     words = check_input(x, words)
     scale, rate = check_scale_rate(scale, rate)
-    settings = settings_from(solver)
+    seed = check_seed(seed)
+    settings = settings_from(solver, SolverSettings)
     s = hidden_state((lambda v: Phi(v[None])[0]) if batched_phi else Phi, x)
     r = None if regularization is None else as_regularization(regularization, s)
     weight = full_weight(s, None, None if r is None else feature_weights(r))

@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import functools
 import html
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from .errors import InputError, ProbeFileNotFoundError
+from ._files import write_atomic
 
 # GnBu, the colours of probe's matplotlib plots: light = lost (sigma at the ceiling), dark = kept.
 _KEPT_STOPS = ((0.0, (247, 252, 240)), (0.25, (204, 235, 197)), (0.5, (123, 204, 196)), (0.75, (43, 140, 190)), (1.0, (8, 64, 129)))
@@ -255,26 +254,4 @@ def write_text(path: str | Path, content: str) -> None:
     >>> write_text(out, page("t", "")); out.read_text().startswith("<!DOCTYPE html>")
     True
     """
-    from ._files import _access_error, _temporary_beside
-
-    path = Path(path)
-    if path.is_dir():
-        raise InputError(f"{str(path)!r} is a folder; give a file name such as {str(path / 'result.html')!r}")
-    folder = path.parent if str(path.parent) else Path(".")
-    if not folder.is_dir():
-        raise ProbeFileNotFoundError(f"the folder {str(folder)!r} does not exist; create it first")
-    try:
-        fd, tmp = _temporary_beside(path)
-    except OSError as err:
-        raise _access_error(err, "write", path) from err
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(content.encode("utf-8"))
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException as err:
-        Path(tmp).unlink(missing_ok=True)
-        if isinstance(err, OSError):
-            raise _access_error(err, "write", path) from err
-        raise
+    write_atomic(path, content.encode("utf-8"), "result.html")

@@ -1,6 +1,6 @@
 """``probe.load_model``: a saved model from a path, loaded without running code from the file.
 
-A HuggingFace folder goes through ``from_pretrained`` (never ``trust_remote_code``); a state dict
+A HuggingFace folder goes through ``from_pretrained`` (``trust_remote_code`` only when asked); a state dict
 (``.safetensors``, ``.pt``, ``.pth``, ``.bin``) goes into a fresh ``model_class``; a TorchScript
 archive through ``torch.jit.load``. Pickles are read with ``torch.load(weights_only=True)``, which
 refuses any object but tensors and plain containers; a whole pickled module needs ``trust_pickle``.
@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import os
 import pickle
 import warnings
 import zipfile
@@ -20,7 +21,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from .errors import InputError, ModelError, ProbeFileNotFoundError, UnsafeFileError
+from .errors import InputError, ModelError, ProbeError, ProbeFileNotFoundError, UnsafeFileError
 
 STATE_DICT_SUFFIXES = (".safetensors", ".pt", ".pth", ".bin")
 TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model")
@@ -46,23 +47,32 @@ class LoadedModel(NamedTuple):
     tokenizer: object | None = None
 
 
-def load_model(path: str | Path, model_class: str | type | None = None, trust_pickle: bool = False, **kwargs) -> LoadedModel:
+def load_model(
+    path: str | Path, model_class: str | type | None = None, trust_pickle: bool = False, trust_remote_code: bool = False, **kwargs
+) -> LoadedModel:
     """Loads a saved model: a HuggingFace folder, a state dict into ``model_class``, or TorchScript.
 
     ``model_class`` is a class or ``"module:Class"``; for a state dict it is built as
     ``model_class(**kwargs)``, for a HuggingFace folder it replaces the class named in config.json
-    (``kwargs`` go to ``from_pretrained``). A pickled whole module loads only with
-    ``trust_pickle=True``; any other file whose loading would run code raises ``UnsafeFileError``.
+    (``kwargs`` go to ``from_pretrained``). Nothing from the file or folder runs unless you opt in:
+    a pickled whole module (or a folder's ``pytorch_model.bin`` holding more than tensors) needs
+    ``trust_pickle=True``, a folder with its own Python code (``auto_map``) ``trust_remote_code=True``;
+    anything else whose loading would run code raises ``UnsafeFileError``.
 
     >>> model, tokenizer = probe.load_model("path/to/hf-folder")
     >>> model, _ = probe.load_model("weights.safetensors", model_class="mypkg.models:Tagger", vocab=1000)
     """
+    if not isinstance(path, (str, os.PathLike)):
+        raise InputError(f"path must be a file or folder name, got {type(path).__name__}")
+    for name, flag in (("trust_pickle", trust_pickle), ("trust_remote_code", trust_remote_code)):
+        if not isinstance(flag, bool):
+            raise InputError(f"{name} must be True or False, got {flag!r}")
     path = Path(path)
     if not path.exists():
         raise ProbeFileNotFoundError(f"no file or folder {str(path)!r}; give a HuggingFace model folder, a state dict (.safetensors/.pt) or a TorchScript file")
     cls = _resolve_class(model_class)
     if path.is_dir():
-        return _load_folder(path, cls, {**kwargs, "weights_only": False} if trust_pickle else kwargs)
+        return _load_folder(path, cls, trust_pickle, trust_remote_code, kwargs)
     if _is_torchscript(path):
         return LoadedModel(_load_torchscript(path).eval())
     if path.suffix not in STATE_DICT_SUFFIXES:
@@ -86,8 +96,8 @@ def _resolve_class(model_class: str | type | None) -> type | None:
         raise InputError(f"model_class {model_class!r} is not 'module:Class'; write e.g. 'mypkg.models:Tagger'")
     try:
         obj = importlib.import_module(module_name)
-    except ImportError as err:
-        raise InputError(f"cannot import {module_name!r} for model_class {model_class!r} ({err}); install it or add its folder to PYTHONPATH") from None
+    except Exception as err:  # a module that fails on import is the user's module: say so, in one line
+        raise InputError(f"cannot import {module_name!r} for model_class {model_class!r} ({type(err).__name__}: {err}); install it or add its folder to PYTHONPATH") from None
     for part in qualname.split("."):
         if not hasattr(obj, part):
             raise InputError(f"module {module_name!r} has no {qualname!r}; check the model_class {model_class!r}")
@@ -97,45 +107,143 @@ def _resolve_class(model_class: str | type | None) -> type | None:
     return obj
 
 
-def _load_folder(path: Path, cls: type | None, kwargs: dict) -> LoadedModel:
-    config = path / "config.json"
-    if not config.is_file():
-        raise InputError(f"the folder {str(path)!r} has no config.json, so it is not a HuggingFace model folder; give the folder save_pretrained wrote, or a weights file")
+def _load_folder(path: Path, cls: type | None, trust_pickle: bool, trust_remote_code: bool, kwargs: dict) -> LoadedModel:
+    """A HuggingFace folder through ``from_pretrained``, with ``trust_remote_code`` always explicit."""
+    config = _folder_config(path)
+    if not trust_remote_code:
+        _refuse_remote_code(path, config)
     import transformers
 
     if cls is None:
-        try:
-            names = json.loads(config.read_text()).get("architectures") or []
-        except (ValueError, AttributeError):
-            raise InputError(f"{str(config)!r} is not valid JSON; re-save the model with save_pretrained") from None
-        cls = getattr(transformers, names[0], None) if names else None
-        cls = cls or transformers.AutoModel
+        names = config.get("architectures") or []
+        if not (isinstance(names, list) and all(isinstance(n, str) for n in names)):
+            raise InputError(f"'architectures' in {str(path / 'config.json')!r} is {names!r}, not a list of class names; fix config.json or pass model_class")
+        found = getattr(transformers, names[0], None) if names else None
+        cls = found if isinstance(found, type) and hasattr(found, "from_pretrained") else transformers.AutoModel
     if not hasattr(cls, "from_pretrained"):
         raise InputError(f"{cls.__name__} has no from_pretrained, so it cannot load the HuggingFace folder {str(path)!r}; pass a transformers class")
+    pickled = _pickled_weights(path)
     try:
-        model = cls.from_pretrained(str(path), **kwargs)
+        if pickled and trust_pickle:
+            model = _from_trusted_pickle(path, cls, pickled, trust_remote_code, kwargs)
+        else:
+            model, info = cls.from_pretrained(str(path), trust_remote_code=trust_remote_code, **{**kwargs, "output_loading_info": True})
+            _warn_missing(path, cls, info)
+    except ProbeError:
+        raise
     except pickle.UnpicklingError:
         raise UnsafeFileError(_UNSAFE.format(path=str(path))) from None
-    except (OSError, ValueError) as err:
-        raise ModelError(f"transformers could not load {str(path)!r}: {err}") from None
-    return LoadedModel(model.eval(), _tokenizer(path))
+    except Exception as err:  # a damaged folder fails inside transformers in many ways: all are the folder's
+        raise ModelError(f"transformers could not load the model in {str(path)!r} ({type(err).__name__}: {_short(err)}); re-save it with save_pretrained") from None
+    if not isinstance(model, nn.Module):
+        raise InputError(f"{cls.__name__}.from_pretrained gave a {type(model).__name__}, not a torch.nn.Module; pass a model class")
+    return LoadedModel(model.eval(), _tokenizer(path, trust_remote_code))
 
 
-def _tokenizer(path: Path):
+def _warn_missing(path: Path, cls: type, info) -> None:
+    """A warning when weights the model needs are not in the folder: transformers starts them random."""
+    missing = sorted(info.get("missing_keys") or ()) if isinstance(info, Mapping) else []
+    if missing:
+        warnings.warn(
+            f"{len(missing)} weight(s) of {cls.__name__} are not in {str(path)!r} and start random ({', '.join(missing[:3])}); "
+            "layers that use them explain an untrained model: check the folder or model_class",
+            stacklevel=4,
+        )
+
+
+def _folder_config(path: Path) -> dict:
+    """The folder's config.json as a dict; an InputError when there is none or it is not a JSON object."""
+    config = path / "config.json"
+    if not config.is_file():
+        raise InputError(f"the folder {str(path)!r} has no config.json, so it is not a HuggingFace model folder; give the folder save_pretrained wrote, or a weights file")
+    try:
+        value = json.loads(config.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        raise InputError(f"{str(config)!r} is not valid JSON; re-save the model with save_pretrained") from None
+    if not isinstance(value, dict):
+        raise InputError(f"{str(config)!r} holds a {type(value).__name__}, not a JSON object; re-save the model with save_pretrained")
+    return value
+
+
+def _refuse_remote_code(path: Path, config: dict) -> None:
+    """An UnsafeFileError when the folder names its own Python code (``auto_map``) for the model or tokenizer."""
+    maps = {"config.json": config.get("auto_map")}
+    tokenizer_config = path / "tokenizer_config.json"
+    if tokenizer_config.is_file():
+        try:
+            maps["tokenizer_config.json"] = json.loads(tokenizer_config.read_text(encoding="utf-8")).get("auto_map")
+        except (ValueError, UnicodeDecodeError, AttributeError):
+            raise InputError(f"{str(tokenizer_config)!r} is not a JSON object; re-save the tokenizer with save_pretrained") from None
+    named = [name for name, value in maps.items() if value]
+    if named:
+        raise UnsafeFileError(
+            f"{str(path)!r} names its own Python code (auto_map in {' and '.join(named)}), and loading it would run that code; "
+            "pass trust_remote_code=True (--trust-remote-code) only if you trust the folder"
+        )
+
+
+def _pickled_weights(path: Path) -> list[Path]:
+    """The folder's pickled weight files (pytorch_model*.bin) when it has no safetensors weights."""
+    if any(path.glob("*.safetensors")):
+        return []
+    return sorted(path.glob("pytorch_model*.bin"))
+
+
+def _from_trusted_pickle(path: Path, cls: type, files: list[Path], trust_remote_code: bool, kwargs: dict) -> nn.Module:
+    """The model from pickled weights the user vouched for (transformers' own loader refuses them)."""
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+    state: dict = {}
+    for file in files:
+        loaded = _read_weights(file, trust_pickle=True)
+        if not isinstance(loaded, Mapping):
+            raise InputError(f"{str(file)!r} holds a {type(loaded).__name__}, not a state dict; re-save the model with save_pretrained")
+        state.update({k: v for k, v in loaded.items() if isinstance(v, torch.Tensor)})
+    mapping = getattr(cls, "_model_mapping", None)
+    concrete = mapping[type(config)] if mapping is not None else cls
+    return concrete.from_pretrained(None, config=config, state_dict=state, trust_remote_code=trust_remote_code, **kwargs)
+
+
+def _tokenizer(path: Path, trust_remote_code: bool):
     """The tokenizer saved in ``path``, or None when the folder has no tokenizer files."""
     if not any((path / name).is_file() for name in TOKENIZER_FILES):
         return None
     from transformers import AutoTokenizer
 
-    return AutoTokenizer.from_pretrained(str(path))
+    try:
+        return AutoTokenizer.from_pretrained(str(path), trust_remote_code=trust_remote_code)
+    except Exception as err:  # garbage tokenizer files fail inside tokenizers in many ways
+        raise InputError(f"the tokenizer files in {str(path)!r} are damaged ({type(err).__name__}: {_short(err)}); re-save the tokenizer with save_pretrained") from None
+
+
+def load_tokenizer(path: str | Path, trust_remote_code: bool = False):
+    """The tokenizer a folder holds (``save_pretrained``'s files), running no code from it unless
+    ``trust_remote_code``; a ProbeError when there is none or it is damaged."""
+    path = Path(path)
+    if not path.is_dir():
+        raise ProbeFileNotFoundError(f"no tokenizer folder {str(path)!r}; give the folder a tokenizer's save_pretrained wrote")
+    if not trust_remote_code:
+        _refuse_remote_code(path, {})
+    found = _tokenizer(path, trust_remote_code)
+    if found is None:
+        raise InputError(f"the folder {str(path)!r} holds no tokenizer files ({', '.join(TOKENIZER_FILES[:3])}, ...); give the folder a tokenizer's save_pretrained wrote")
+    return found
+
+
+def _short(err: BaseException) -> str:
+    """An exception's message on one line, at most 200 characters."""
+    text = " ".join(str(err).split())
+    return text if len(text) <= 200 else text[:197] + "..."
 
 
 def _is_torchscript(path: Path) -> bool:
     """Whether ``path`` is a TorchScript archive: a zip holding compiled code, not just a pickle."""
-    if not zipfile.is_zipfile(path):
+    try:
+        with zipfile.ZipFile(path) as archive:
+            names = archive.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError):  # not a zip, or a damaged one: torch.load says which
         return False
-    with zipfile.ZipFile(path) as archive:
-        names = archive.namelist()
     return any(name.endswith("/constants.pkl") for name in names) and any("/code/" in name for name in names)
 
 
@@ -146,9 +254,8 @@ def _load_torchscript(path: Path) -> nn.Module:
         warnings.filterwarnings("ignore", message="`torch.jit.load` is deprecated", category=DeprecationWarning)
         try:
             return torch.jit.load(str(path), map_location="cpu")
-        except RuntimeError as err:
-            reason = " ".join(str(err).split())[:200]
-            raise InputError(f"{str(path)!r} looks like TorchScript but torch.jit.load refused it ({reason}); re-export it with torch.jit.save, or save a state dict") from None
+        except Exception as err:  # torch.jit raises RuntimeError and others for damaged archives
+            raise InputError(f"{str(path)!r} looks like TorchScript but torch.jit.load refused it ({_short(err)}); re-export it with torch.jit.save, or save a state dict") from None
 
 
 def _read_weights(path: Path, trust_pickle: bool):
@@ -159,17 +266,17 @@ def _read_weights(path: Path, trust_pickle: bool):
         try:
             return load_file(str(path))
         except Exception as err:  # safetensors raises its own error types for damaged files
-            raise InputError(f"{str(path)!r} is not a readable safetensors file ({err}); re-save it with safetensors.torch.save_file") from None
+            raise InputError(f"{str(path)!r} is not a readable safetensors file ({_short(err)}); re-save it with safetensors.torch.save_file") from None
     try:
         if trust_pickle:  # the user vouches for the file: its pickle may run code
             return torch.load(str(path), map_location="cpu", weights_only=False)
         return torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         if trust_pickle:
-            raise InputError(f"{str(path)!r} is a damaged pickle ({err}); re-save it") from None
+            raise InputError(f"{str(path)!r} is a damaged pickle ({_short(err)}); re-save it") from None
         raise UnsafeFileError(_UNSAFE.format(path=str(path))) from None
-    except (RuntimeError, EOFError) as err:
-        raise InputError(f"{str(path)!r} is not a file torch.save wrote ({err}); check the path") from None
+    except Exception as err:  # a damaged file (a corrupt zip, a cut-off pickle) fails in many ways
+        raise InputError(f"{str(path)!r} is not a file torch.save wrote, or it is damaged ({type(err).__name__}: {_short(err)}); check the path") from None
 
 
 def _into_class(state, cls: type | None, kwargs: dict, path: Path) -> nn.Module:
@@ -182,8 +289,8 @@ def _into_class(state, cls: type | None, kwargs: dict, path: Path) -> nn.Module:
     try:
         with torch.random.fork_rng(devices=[]):  # the random init is overwritten: the caller's RNG stream must not move
             model = cls(**kwargs)
-    except TypeError as err:
-        raise InputError(f"cannot build {cls.__name__}(**{kwargs}): {err}; pass its constructor arguments as keywords (--model-kwargs)") from None
+    except Exception as err:  # the user's constructor: whatever it raises is about its arguments
+        raise InputError(f"cannot build {cls.__name__}(**{kwargs}): {type(err).__name__}: {_short(err)}; pass its constructor arguments as keywords (--model-kwargs)") from None
     if not isinstance(model, nn.Module):
         raise InputError(f"model_class {cls.__name__} builds a {type(model).__name__}, not a torch.nn.Module")
     expected = set(model.state_dict())
@@ -195,8 +302,8 @@ def _into_class(state, cls: type | None, kwargs: dict, path: Path) -> nn.Module:
         )
     try:
         model.load_state_dict(state)
-    except RuntimeError as err:
-        raise InputError(f"the weights in {str(path)!r} do not fit {cls.__name__}: {err}; check its constructor arguments") from None
+    except Exception as err:  # shapes that do not fit, or a model's own load_state_dict refusing
+        raise InputError(f"the weights in {str(path)!r} do not fit {cls.__name__}: {_short(err)}; check its constructor arguments") from None
     return model
 
 

@@ -18,8 +18,9 @@ from .errors import RegularizationError
 CONSTANT_FEATURE_RATIO = 1e-6
 
 
-def as_regularization(regularization, like: torch.Tensor, name: str = "regularization") -> torch.Tensor:
-    """The regularization as a float tensor broadcastable to ``like`` (one row's hidden state)."""
+def as_regularization(regularization, like: torch.Tensor, name: str = "regularization", signed: bool = False) -> torch.Tensor:
+    """The regularization as a float tensor broadcastable to ``like`` (one row's hidden state).
+    ``signed``: negative entries stand for their absolute value (the seed's code only squares them)."""
     try:
         r = torch.as_tensor(regularization if not hasattr(regularization, "detach") else regularization.detach())
     except (TypeError, ValueError, RuntimeError) as err:
@@ -38,6 +39,8 @@ def as_regularization(regularization, like: torch.Tensor, name: str = "regulariz
         ) from None
     if not torch.isfinite(r).all():
         raise RegularizationError(f"{name} holds NaN or inf; compute it from finite hidden states")
+    if signed:
+        return r.abs()
     if (r < 0).any():
         raise RegularizationError(f"{name} holds negative values; it is a standard deviation")
     return r

@@ -6,7 +6,7 @@ from collections.abc import Callable
 
 import torch
 
-from .errors import InputError, ModelError
+from .errors import InputError, ModelError, ProbeError
 
 Phi = Callable[[torch.Tensor], torch.Tensor]
 
@@ -31,6 +31,8 @@ def hidden_state(phi: Phi, x: torch.Tensor) -> torch.Tensor:
     try:
         with torch.no_grad():
             s = phi(x)
+    except ProbeError:
+        raise
     except Exception as err:
         raise ModelError(f"Phi failed on x of shape {tuple(x.shape)}: {type(err).__name__}: {err}") from err
     if not isinstance(s, torch.Tensor) or not s.is_floating_point():

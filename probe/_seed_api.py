@@ -15,7 +15,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from ._functional import check_input, check_scale_rate
+from ._checks import check_input, check_scale_rate, checked_phi
 from ._objective import as_regularization, feature_weights, full_weight, penalty
 from ._phi import Phi, batched, hidden_state
 from ._results import Explanation
@@ -38,13 +38,13 @@ class Interpreter(nn.Module):
         self.scale, self.rate = check_scale_rate(scale, rate)
         self.s, self.d = x.shape
         self.x = x.detach()  # the seed's BERT example passes embeddings with a graph; never backprop into it
-        self.Phi = Phi
+        self.Phi = checked_phi(Phi)
         self.words = None if words is None else words_checked
         self.ratio = nn.Parameter(torch.randn(self.s, 1, device=x.device), requires_grad=True)
-        self._hidden = hidden_state(Phi, x)
+        self._hidden = hidden_state(self.Phi, x)
         self.regular = None
         if regularization is not None:
-            r = as_regularization(regularization, self._hidden)
+            r = as_regularization(regularization, self._hidden, signed=True)  # the seed squares it: a sign is harmless
             self.regular = nn.Parameter(r.to(x.dtype), requires_grad=False)
         self._settings: dict[str, str] = {}
         self._loss = float("nan")

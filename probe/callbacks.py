@@ -11,9 +11,10 @@ from pathlib import Path
 from transformers import TrainerCallback
 
 from ._attach import attach
-from ._functional import check_scale_rate, settings_from
+from ._checks import check_positive, check_scale_rate, check_seed, settings_from
 from ._hooks import Select
 from ._load import load
+from ._solver import SolverSettings
 from ._timeseries import TimeSeries
 from .errors import InputError, ProbeFileNotFoundError
 
@@ -76,12 +77,11 @@ class SnapshotCallback(TrainerCallback):
             raise InputError("SnapshotCallback records nothing: pass every_n_steps=N, on_epoch_end=True, or both")
         if corpus is not None and (isinstance(corpus, str) or not list(corpus)):
             raise InputError("corpus must be a list of sentences to compute the regularization from, e.g. corpus=train_texts[:200]")
-        settings_from(solver)
+        settings_from(solver, SolverSettings)
         if scale is not None:
             check_scale_rate(scale, rate)
-        check_scale_rate(1.0, rate)
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            raise InputError(f"seed must be a whole number, got {seed!r}")
+        check_positive("rate", rate)
+        check_seed(seed)
         if select is not None and not callable(select):
             raise InputError("select must be a function of the layer's output, e.g. select=lambda h: h[:, 0]")
         if tokenizer is not None and not callable(tokenizer):

@@ -79,7 +79,9 @@ class FileAccessError(ProbeError, OSError):
 
 
 class UnsafeFileError(ProbeError):
-    """A saved file whose loading would run code; pass trust_pickle=True only for files you trust.
+    """A saved file or model folder whose loading would run code from it: a pickle (pass
+    trust_pickle=True only for files you trust) or a folder's own Python code named by ``auto_map``
+    (trust_remote_code=True).
 
     >>> raise UnsafeFileError("'m.pt' holds a pickled object; ...")
     """

@@ -116,6 +116,15 @@ def test_empty_text_is_refused(bert, tokenizer):
     refuses(bert, "encoder.layer.1", lambda p: p.explain_batch(padded, **FAST), InputError, r"sentence\(s\) \[1\] hold only special tokens", tokenizer=tokenizer)
 
 
+def test_a_sentence_of_unknown_words_is_not_empty(bert, tokenizer):
+    """Emoji and runes become [UNK]: a word the model reads, not a special token like [CLS]."""
+    inputs = tokenizer("😀 ᚠᚢᚦ", return_tensors="pt")
+    with probe.attach(bert, "encoder.layer.1", tokenizer=tokenizer) as p:
+        exp = p.explain(inputs, **FAST)
+    assert exp.words == ["[CLS]", "[UNK]", "[UNK]", "[SEP]"] and exp.sigma.shape == (4,)
+    assert bool((exp.sigma > 0).all())
+
+
 def test_zero_tokens_are_refused_before_the_model_fails(bert, tokenizer):
     empty = tokenizer("", return_tensors="pt", add_special_tokens=False)
     assert empty["input_ids"].shape == (1, 0)
@@ -445,7 +454,7 @@ def test_a_process_killed_mid_write_leaves_the_old_file(tmp_path):
     assert done.returncode == -9, done.stderr.decode()
     assert path.read_bytes() == old
     leftovers = [name for name in os.listdir(tmp_path) if name != "exp.safetensors"]
-    assert all(name.startswith(".exp.safetensors.") and name.endswith(".tmp") for name in leftovers)
+    assert all(name.startswith(".probe-") and name.endswith(".tmp") for name in leftovers)
     assert isinstance(probe.load(path), Explanation)
 
 
