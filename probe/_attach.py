@@ -8,6 +8,7 @@ leaving it, whatever happens; in between they do nothing unless ``explain``, ``e
 from __future__ import annotations
 
 import math
+import os
 from collections.abc import Iterable, Mapping, Sequence
 
 import torch
@@ -15,7 +16,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ._clean_pass import CleanPass, batch_weights, clean_pass, sentence_mean
-from ._checks import check_scale_rate, check_seed, settings_from
+from ._checks import check_scale_rate, check_seed, check_words, settings_from
 from ._hooks import HookRunner, Select
 from ._model_state import check_loaded, device_of, running, tokenizer_beside
 from ._objective import as_regularization, feature_weights
@@ -63,8 +64,9 @@ class attach:
             raise InputError(f"layer names repeat in {names}; name each layer once")
         if select is not None and not callable(select):
             raise InputError("select must be a function of the layer's output, e.g. select=lambda h: h[:, 0]")
-        if embedding is not None and not isinstance(embedding, str):
-            raise InputError(f"embedding must be a module name, got {type(embedding).__name__}")
+        for option, value in (("embedding", embedding), ("adapter", adapter)):
+            if value is not None and not isinstance(value, str):
+                raise InputError(f"{option} must be a name (a string), got {type(value).__name__}")
         modules = dict(model.named_modules())
         for name in names + ([embedding] if embedding is not None else []):
             if name not in modules:
@@ -178,7 +180,7 @@ class attach:
                     settings=settings,
                     progress=lambda step: bar.update(1),
                 )
-        meta = {**settings.as_metadata(), "seed": str(seed), "adapter": self.adapter.name}
+        meta = {**settings.as_metadata(), "seed": str(seed), "adapter": self.adapter.name, "model": _model_name(self.model)}
         return [self._result(solutions[b], sentence_words[b], word_ids[b], clean, regs, scale, rate, meta) for b in range(count)]
 
     def _result(self, solutions, words: list[str], word_ids, clean: CleanPass, regs, scale: float, rate: float, meta: dict):
@@ -228,7 +230,7 @@ class attach:
                 if isinstance(chosen, str) or not isinstance(chosen, Sequence) or len(chosen) != real:
                     got = "a string" if isinstance(chosen, str) else f"{len(chosen)} words" if isinstance(chosen, Sequence) else f"a {type(chosen).__name__}"
                     raise InputError(f"sentence {b} has {real} real tokens but words gives {got}; pass one word per token")
-            return [[str(w) for w in chosen] for chosen in given]
+            return [check_words(chosen, len(chosen)) for chosen in given]
         result = []
         for b in range(count):
             real = int(mask[b].sum())
@@ -257,3 +259,9 @@ class attach:
         if not self._runner.installed:
             raise InputError("use attach as a context manager: `with probe.attach(model, layer) as p: p.explain(...)`")
         return running(self.model, self._runner.modules)
+
+
+def _model_name(model: nn.Module) -> str:
+    """What the result calls the model: its folder's name for a saved HuggingFace model, else its class."""
+    path = str(getattr(getattr(model, "config", None), "_name_or_path", "") or "")
+    return os.path.basename(path.rstrip("/\\")) or type(model).__name__

@@ -1,4 +1,4 @@
-"""The ``probe`` command line (also ``python -m probe``): layers, explain, show, demo, corpus.
+"""The ``probe`` command line (also ``python -m probe``): layers, explain, show, compare, demo, corpus.
 
 A user mistake prints one line on stderr naming the problem and the fix, and exits 2; a bug in probe
 prints one line saying so and exits 1; ``--debug`` shows the traceback instead. Everything the command
@@ -6,8 +6,9 @@ line can check (settings, device, ranks, output paths, image types) is checked b
 loaded. Progress bars go to stderr (``--no-progress`` turns them off).
 
     probe layers MODEL [--text T]
-    probe explain MODEL --layer NAME [--layer NAME ...] (--text T | --file F) [--corpus F] [--out FILE] [--plot PNG]
-    probe show FILE [--plot PNG]
+    probe explain MODEL --layer NAME [--layer NAME ...] (--text T | --file F) [--corpus F] [--out FILE] [--plot PNG] [--html HTML] [--by-word]
+    probe show FILE [--plot PNG] [--html HTML] [--by-word]
+    probe compare A B [--html HTML] [--by-word]
     probe demo [--out DIR]
     probe corpus MODEL --layer NAME [--layer NAME ...] --file SENTENCES --out DIR [--corpus F]
     torchrun --nproc-per-node N -m probe corpus ...
@@ -28,6 +29,7 @@ import torch
 from torch import nn
 
 from ._attach import attach
+from ._compare import compare
 from ._checks import check_image_path, check_output_file, check_output_folder, check_positive, settings_from
 from ._corpus_run import encode
 from ._distributed import device, run_corpus, world
@@ -51,7 +53,9 @@ class _Parser(argparse.ArgumentParser):
 def main(argv: Sequence[str] | None = None) -> int:
     """Runs the command line; returns the exit status (0 done, 1 a bug in probe, 2 a user mistake).
 
-    >>> probe._cli.main(["layers", "path/to/hf-folder"])
+    >>> probe._cli.main(["layers", minilm_path])  # doctest: +ELLIPSIS
+    (model)  BertModel
+    ...
     0
     """
     args = _parser().parse_args(argv)
@@ -115,7 +119,7 @@ def _parser() -> argparse.ArgumentParser:
     solve = _Parser(add_help=False, parents=[budget])
     solve.add_argument("--layer", action="append", required=True, metavar="NAME", help="a layer to explain (repeat for several); see `probe layers MODEL`")
     solve.add_argument("--corpus", metavar="F", help="sentences (one per line) for the regularization")
-    solve.add_argument("--seed", type=int, default=0, help="seed of the first sentence; sentence i uses seed + i")
+    solve.add_argument("--seed", type=int, default=0, help="seed of the noise; a sentence's noise depends on the seed and the sentence alone")
     solve.add_argument("--scale", type=float, help="the ceiling of sigma (default: 10 x the std of the word embeddings)")
     solve.add_argument("--rate", type=float, default=0.1, help="weight of the log-sigma reward (default 0.1)")
     solve.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (under torchrun, cuda is each rank's GPU)")
@@ -133,12 +137,23 @@ def _parser() -> argparse.ArgumentParser:
     source.add_argument("--file", help="a file of sentences, one per line, each explained")
     p.add_argument("--out", metavar="FILE.safetensors", help="save the result (FILE-i.safetensors for sentence i of several)")
     p.add_argument("--plot", metavar="FILE.png", help="draw the result (FILE-i.png for sentence i of several)")
+    p.add_argument("--html", metavar="FILE.html", help="write the result as one self-contained HTML page (FILE-i.html for sentence i of several)")
+    p.add_argument("--by-word", action="store_true", help="merge word pieces into the words of the text")
     p.set_defaults(run=_explain)
 
     p = commands.add_parser("show", parents=[common], help="print a saved result")
     p.add_argument("file", metavar="FILE", help="a .safetensors file probe wrote")
     p.add_argument("--plot", metavar="FILE.png", help="also draw it")
+    p.add_argument("--html", metavar="FILE.html", help="also write it as one self-contained HTML page")
+    p.add_argument("--by-word", action="store_true", help="merge word pieces into the words of the text")
     p.set_defaults(run=_show)
+
+    p = commands.add_parser("compare", parents=[common], help="the change in information per word between two saved results")
+    p.add_argument("first", metavar="A", help="a .safetensors file probe wrote")
+    p.add_argument("second", metavar="B", help="the same sentences explained by another checkpoint or layer")
+    p.add_argument("--html", metavar="FILE.html", help="also write the comparison as one self-contained HTML page")
+    p.add_argument("--by-word", action="store_true", help="merge word pieces into the words of the text first")
+    p.set_defaults(run=_compare)
 
     p = commands.add_parser("demo", parents=[common, budget], help="explain all six layers of a pretrained MiniLM")
     p.add_argument("--out", default="out", metavar="DIR", help="folder for demo.png and demo.safetensors (default: out)")
@@ -170,6 +185,8 @@ def _check_early(args) -> None:
         world()
     if getattr(args, "plot", None):
         check_image_path(args.plot, "--plot")
+    if getattr(args, "html", None):
+        check_output_file(args.html, "--html")
     if args.command == "explain" and args.out:
         check_output_file(args.out, "--out")
     elif args.command in ("demo", "corpus"):
@@ -316,19 +333,35 @@ def _explain(args) -> None:
     with attach(model, layers, tokenizer=tokenizer) as p:
         reg = _regularization(p, tokenizer, corpus, progress) if corpus else None
         for i, text in enumerate(texts):
-            result = p.explain(encode(model, tokenizer, [text]), regularization=reg, seed=args.seed + i, progress=progress, **_solver(args))
+            result = p.explain(encode(model, tokenizer, [text]), regularization=reg, seed=args.seed, progress=progress, **_solver(args))
+            result = result.by_word() if args.by_word else result
             _say(result.table() + "\n")
             if args.out:
                 result.save(_numbered(args.out, i, len(texts)))
             if args.plot:
                 result.plot(_numbered(args.plot, i, len(texts)))
+            if args.html:
+                result.to_html(_numbered(args.html, i, len(texts)))
 
 
 def _show(args) -> None:
     result = load(args.file)
+    result = result.by_word() if args.by_word else result
     _say(result.table())
     if args.plot:
         result.plot(args.plot)
+    if args.html:
+        result.to_html(args.html)
+
+
+def _compare(args) -> None:
+    first, second = load(args.first), load(args.second)
+    if args.by_word:
+        first, second = first.by_word(), second.by_word()
+    comparison = compare(first, second, labels=(args.first, args.second))
+    _say(comparison.table())
+    if args.html:
+        comparison.to_html(args.html)
 
 
 def _demo(args) -> None:

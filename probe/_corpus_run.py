@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from ._attach import attach
 from ._corpus import CorpusResult
-from ._checks import settings_from
+from ._checks import check_seed, settings_from
 from ._model_state import tokenizer_beside
 from ._solver import SolverSettings
 from ._sweep import Sweep
@@ -69,9 +69,12 @@ def corpus(
     >>> len(result), result.layers
     (2, ['encoder.layer.0', 'encoder.layer.5'])
     """
-    names = [layers] if isinstance(layers, str) else [str(n) for n in layers]
+    if not isinstance(layers, str) and not (isinstance(layers, Sequence) and layers and all(isinstance(n, str) for n in layers)):
+        raise InputError(f"layers must be a layer name or a list of names, got {layers!r}; e.g. ['encoder.layer.0', 'encoder.layer.5']")
+    names = [layers] if isinstance(layers, str) else list(layers)
+    check_seed(seed)
     texts = _check_sentences(sentences)
-    if not isinstance(batch_size, int) or batch_size < 1:
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
     mine = _batches(len(texts), batch_size, _check_shard(shard, len(texts), batch_size))
     settings = {**settings_from(solver, SolverSettings).as_metadata(), "seed": str(seed), "batch_size": str(batch_size)}
@@ -123,8 +126,10 @@ def _check_sentences(sentences: Sequence[str]) -> list[str]:
 def _check_shard(shard: tuple[int, int] | None, count: int, batch_size: int) -> tuple[int, int] | None:
     if shard is None:
         return None
+    if not (isinstance(shard, tuple) and len(shard) == 2):
+        raise InputError(f"shard must be a pair (rank, world), got {shard!r}")
     rank, world = shard
-    if not (isinstance(rank, int) and isinstance(world, int) and 0 <= rank < world):
+    if not (isinstance(rank, int) and isinstance(world, int) and not isinstance(rank, bool) and not isinstance(world, bool) and 0 <= rank < world):
         raise InputError(f"shard must be (rank, world) with 0 <= rank < world, got {shard!r}")
     total = math.ceil(count / batch_size)
     if world > total:

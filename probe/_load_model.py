@@ -38,8 +38,9 @@ class LoadedModel(NamedTuple):
 
     A named tuple, so it unpacks::
 
-        >>> model, tokenizer = probe.load_model("path/to/hf-folder")
-        >>> probe.load_model("tagger.pt", model_class="mypkg.models:Tagger", vocab=1000).tokenizer is None
+        >>> model, tokenizer = probe.load_model(minilm_path)
+        >>> torch.save(torch.nn.Linear(4, 2).state_dict(), tmp / "linear.pt")
+        >>> probe.load_model(tmp / "linear.pt", model_class="torch.nn:Linear", in_features=4, out_features=2).tokenizer is None
         True
     """
 
@@ -59,8 +60,12 @@ def load_model(
     ``trust_pickle=True``, a folder with its own Python code (``auto_map``) ``trust_remote_code=True``;
     anything else whose loading would run code raises ``UnsafeFileError``.
 
-    >>> model, tokenizer = probe.load_model("path/to/hf-folder")
-    >>> model, _ = probe.load_model("weights.safetensors", model_class="mypkg.models:Tagger", vocab=1000)
+    >>> model, tokenizer = probe.load_model(minilm_path)
+    >>> type(model).__name__, tokenizer("a fine film")["input_ids"][:2]
+    ('BertModel', [101, 1037])
+    >>> torch.save(torch.nn.Linear(4, 2).state_dict(), tmp / "linear.pt")
+    >>> probe.load_model(tmp / "linear.pt", model_class="torch.nn:Linear", in_features=4, out_features=2).model
+    Linear(in_features=4, out_features=2, bias=True)
     """
     if not isinstance(path, (str, os.PathLike)):
         raise InputError(f"path must be a file or folder name, got {type(path).__name__}")

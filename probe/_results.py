@@ -11,6 +11,7 @@ from pathlib import Path
 import torch
 
 from . import _reading as read
+from ._checks import check_scale_rate, check_words
 from ._files import setting_metadata, write_tensors
 from ._load import reads
 from ._objective import information_loss
@@ -67,8 +68,15 @@ class Explanation(Viewable):
     """After ``by_word``: how many word pieces each word merges (its sigma is their geometric mean)."""
 
     def __post_init__(self) -> None:
+        if not isinstance(self.sigma, torch.Tensor) or not self.sigma.is_floating_point():
+            raise InputError(f"sigma must be a float tensor of one value per word, got {type(self.sigma).__name__}")
         self.sigma = self.sigma.detach().to("cpu", torch.float32)
-        self.words, self.layer = [str(w) for w in self.words], str(self.layer)
+        self.scale, self.rate = check_scale_rate(self.scale, self.rate)
+        if isinstance(self.width, bool) or not isinstance(self.width, int) or self.width < 1:
+            raise InputError(f"width (the embedding width K) must be a whole number of at least 1, got {self.width!r}")
+        if isinstance(self.words, (str, bytes)) or not isinstance(self.words, Sequence):
+            raise InputError(f"words must be a list of strings, one per word, got {type(self.words).__name__}")
+        self.words, self.layer = check_words(self.words, len(self.words)), str(self.layer)
         if self.sigma.ndim != 1 or len(self.words) != len(self.sigma):
             raise InputError(f"words has {len(self.words)} entries but sigma has shape {tuple(self.sigma.shape)}; pass one word per token")
         if self.sigma.numel() and not (torch.isfinite(self.sigma).all() and (self.sigma > 0).all() and (self.sigma <= self.scale * (1 + 1e-5)).all()):

@@ -25,21 +25,33 @@ class ProbeError(Exception):
 class InputError(ProbeError, ValueError):
     """An argument, input or setting that cannot be used as given.
 
-    >>> raise InputError("words has 3 entries but x has 5 tokens; pass one word per token")
+    >>> try:
+    ...     raise InputError("words has 3 entries but x has 5 tokens; pass one word per token")
+    ... except probe.ProbeError as err:
+    ...     print(type(err).__name__, isinstance(err, probe.ProbeError))
+    InputError True
     """
 
 
 class RegularizationError(InputError):
     """A regularization of the wrong shape, or with NaN or inf.
 
-    >>> raise RegularizationError("regularization has shape (3,), expected one broadcastable to (384,)")
+    >>> try:
+    ...     raise RegularizationError("regularization has shape (3,), expected one broadcastable to (384,)")
+    ... except probe.ProbeError as err:
+    ...     print(type(err).__name__, isinstance(err, probe.ProbeError))
+    RegularizationError True
     """
 
 
 class LayerError(ProbeError, KeyError):
     """A layer name the model does not have, or a layer that cannot be explained.
 
-    >>> raise LayerError("no layer 'encoder.layr.2'; did you mean 'encoder.layer.2'?")
+    >>> try:
+    ...     raise LayerError("no layer 'encoder.layr.2'; did you mean 'encoder.layer.2'?")
+    ... except probe.ProbeError as err:
+    ...     print(type(err).__name__, isinstance(err, probe.ProbeError))
+    LayerError True
     """
 
     def __str__(self) -> str:
@@ -49,21 +61,33 @@ class LayerError(ProbeError, KeyError):
 class ModelError(ProbeError, RuntimeError):
     """The model rejected the inputs, or produced NaN/inf, while probe ran it.
 
-    >>> raise ModelError("the model rejected the inputs: ...")
+    >>> try:
+    ...     raise ModelError("the model rejected the inputs: ...")
+    ... except probe.ProbeError as err:
+    ...     print(type(err).__name__, isinstance(err, probe.ProbeError))
+    ModelError True
     """
 
 
 class ProbeFileNotFoundError(ProbeError, FileNotFoundError):
     """A file to load does not exist.
 
-    >>> raise ProbeFileNotFoundError("no file 'x.safetensors'")
+    >>> try:
+    ...     raise ProbeFileNotFoundError("no file 'x.safetensors'")
+    ... except probe.ProbeError as err:
+    ...     print(type(err).__name__, isinstance(err, probe.ProbeError))
+    ProbeFileNotFoundError True
     """
 
 
 class FileFormatError(ProbeError, ValueError):
     """A file that is not a probe result, is damaged, or comes from a newer probe.
 
-    >>> raise FileFormatError("'x.safetensors' is truncated or not a safetensors file")
+    >>> try:
+    ...     raise FileFormatError("'x.safetensors' is truncated or not a safetensors file")
+    ... except probe.ProbeError as err:
+    ...     print(type(err).__name__, isinstance(err, probe.ProbeError))
+    FileFormatError True
     """
 
 
@@ -71,7 +95,11 @@ class FileAccessError(ProbeError, OSError):
     """A file the system would not let probe read or write: a full disk, no permission. A failed
     write leaves any file already under the name unchanged.
 
-    >>> raise FileAccessError(28, "could not write 'x.safetensors': No space left on device; free some space", "x.safetensors")
+    >>> try:
+    ...     raise FileAccessError(28, "could not write 'x.safetensors': No space left on device; free some space", "x.safetensors")
+    ... except probe.ProbeError as err:
+    ...     print(type(err).__name__, isinstance(err, probe.ProbeError))
+    FileAccessError True
     """
 
     def __str__(self) -> str:
@@ -83,7 +111,11 @@ class UnsafeFileError(ProbeError):
     trust_pickle=True only for files you trust) or a folder's own Python code named by ``auto_map``
     (trust_remote_code=True).
 
-    >>> raise UnsafeFileError("'m.pt' holds a pickled object; ...")
+    >>> try:
+    ...     raise UnsafeFileError("'m.pt' holds a pickled object; ...")
+    ... except probe.ProbeError as err:
+    ...     print(type(err).__name__, isinstance(err, probe.ProbeError))
+    UnsafeFileError True
     """
 
 

@@ -79,7 +79,7 @@ def test_explain_a_file_of_sentences_and_several_layers(tiny_bert, tmp_path, cap
     first, second = probe.load(tmp_path / "r-0.safetensors"), probe.load(tmp_path / "r-1.safetensors")
     assert isinstance(first, probe.Sweep) and first.layers == ["encoder.layer.0", "encoder.layer.1"]
     assert second.words == ["[CLS]", "bad", "[SEP]"]
-    assert [first["encoder.layer.0"].settings["seed"], second["encoder.layer.0"].settings["seed"]] == ["3", "4"]
+    assert [first["encoder.layer.0"].settings["seed"], second["encoder.layer.0"].settings["seed"]] == ["3", "3"]  # the noise depends on the sentence, not its line
 
 
 def test_show_prints_and_plots_a_saved_result(tmp_path, capsys):
@@ -177,3 +177,24 @@ def test_python_dash_m_probe_runs_the_command_line():
     assert done.returncode == 0
     for command in ("layers", "explain", "show", "demo", "corpus"):
         assert command in done.stdout
+
+
+def test_html_pages_words_and_a_comparison_from_the_shell(tiny_bert, tmp_path, capsys):
+    """explain --html --by-word, show --html, compare A B --html: pages that hold every word, and the
+    change per word is B's information loss minus A's."""
+    a, b, page = tmp_path / "a.safetensors", tmp_path / "b.safetensors", tmp_path / "page.html"
+    text = ["--text", "an unbelievably fine film"]
+    assert main(["explain", tiny_bert, "--layer", "encoder.layer.0", *text, *QUICK, "--out", str(a), "--html", str(page), "--by-word", "--no-progress"]) == 0
+    merged = probe.load(a)
+    assert merged.words == ["[CLS]", "an", "unbelievably", "fine", "film", "[SEP]"] and sum(merged.pieces) > len(merged.words)
+    assert all(f">{w}<" in page.read_text() for w in merged.words)
+    assert main(["explain", tiny_bert, "--layer", "encoder.layer.1", *text, *QUICK, "--out", str(b), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert main(["show", str(b), "--by-word", "--html", str(tmp_path / "show.html")]) == 0
+    assert "unbelievably" in capsys.readouterr().out and "unbelievably" in (tmp_path / "show.html").read_text()
+    assert main(["compare", str(a), str(b), "--by-word", "--html", str(tmp_path / "compare.html")]) == 0
+    rows = {line.split()[0]: line.split() for line in capsys.readouterr().out.splitlines() if line.split() and line.split()[0] in merged.words}
+    change = probe.load(b).by_word().information_loss - merged.information_loss
+    assert [float(rows[w][-1]) for w in merged.words] == pytest.approx(change.tolist(), abs=0.06)
+    assert main(["compare", str(a), str(tmp_path / "missing.safetensors")]) == 2
+    assert "missing.safetensors" in capsys.readouterr().err

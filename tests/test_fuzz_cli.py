@@ -168,7 +168,6 @@ def test_corpus(files, option):
             os.environ.pop(k) if v is None else os.environ.__setitem__(k, v)
 
 
-@pytest.mark.xfail(reason="lead: TimeSeries.table() (issue 8), so `probe show` prints the Trainer callback's file", strict=False)
 def test_show_prints_a_time_series(tmp_path, capsys):
     import probe
 
