@@ -21,23 +21,23 @@ import json
 import os
 import sys
 import warnings
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 
 import torch
-from torch import nn
 
 from ._attach import attach
-from ._compare import compare
 from ._checks import check_image_path, check_output_file, check_output_folder, check_positive, settings_from
+from ._compare import compare
 from ._corpus_run import encode
 from ._distributed import device, run_corpus, world
 from ._load import load
 from ._load_model import load_model, load_tokenizer
+from ._module_tree import module_tree, output_shapes
 from ._solver import SolverSettings
 from ._sweep import Sweep
-from .errors import InputError, ModelError, ProbeError, ProbeFileNotFoundError
+from .errors import InputError, ProbeError, ProbeFileNotFoundError
 
 DEMO_SENTENCE = "rare bird has more than enough charm to make it memorable."
 REGULARIZATION_BATCH = 16
@@ -261,61 +261,8 @@ def _solver(args) -> dict:
 
 def _layers(args) -> None:
     model, tokenizer = _load(args, runs=args.text is not None)
-    outputs = _output_shapes(model, encode(model, tokenizer, [args.text])) if args.text is not None else None
-    _say(_tree(model, outputs))
-
-
-def _output_shapes(model: nn.Module, inputs) -> dict[str, str]:
-    """Each module's output (its first call) in one real forward pass, described in words."""
-    seen: dict[str, str] = {}
-    hooks = []
-
-    def record(name: str):
-        def hook(module, args, output):
-            seen.setdefault(name, _describe(output))
-
-        return hook
-
-    try:
-        for name, module in model.named_modules():
-            hooks.append(module.register_forward_hook(record(name)))
-        with torch.no_grad():
-            model(**inputs) if isinstance(inputs, Mapping) else model(inputs)
-    except Exception as err:
-        raise ModelError(f"the model rejected the tokenizer's inputs: {type(err).__name__}: {err}") from None
-    finally:
-        for hook in hooks:
-            hook.remove()
-    return seen
-
-
-def _describe(value) -> str:
-    if isinstance(value, torch.Tensor):
-        return str(list(value.shape))
-    if isinstance(value, (tuple, list)):
-        items = [_describe(v) for v in value[:3]]
-        return "(" + ", ".join(items + (["..."] if len(value) > 3 else [])) + ")"
-    if hasattr(value, "items"):
-        items = [f"{k}: {_describe(v)}" for k, v in list(value.items())[:2]]
-        return f"{type(value).__name__}(" + ", ".join(items + (["..."] if len(value) > 2 else [])) + ")"
-    return type(value).__name__
-
-
-def _tree(model: nn.Module, outputs: dict[str, str] | None) -> str:
-    """Every named submodule, indented by depth, with its type (and output when known)."""
-    rows = [
-        (("  " * (name.count(".") + 1) + name) if name else "(model)", getattr(module, "original_name", type(module).__name__), name)
-        for name, module in model.named_modules()
-    ]
-    name_width = max(len(r[0]) for r in rows)
-    type_width = max(len(r[1]) for r in rows)
-    lines = []
-    for label, kind, name in rows:
-        line = f"{label:<{name_width}}  {kind:<{type_width}}"
-        if outputs is not None:
-            line += "  " + outputs.get(name, "not run")
-        lines.append(line.rstrip())
-    return "\n".join(lines)
+    outputs = output_shapes(model, encode(model, tokenizer, [args.text])) if args.text is not None else None
+    _say(module_tree(model, outputs))
 
 
 def _numbered(path: str, i: int, count: int) -> Path:

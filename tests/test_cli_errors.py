@@ -107,7 +107,7 @@ def test_an_internal_error_says_it_is_a_bug_and_how_to_report_it(monkeypatch, ca
     def broken(*args, **kwargs):
         raise ZeroDivisionError("division by zero")
 
-    monkeypatch.setattr(_cli, "_tree", broken)
+    monkeypatch.setattr(_cli, "module_tree", broken)
     err = one_line(capsys, main(["layers", tiny_bert]), status=1)
     assert "internal error (a bug in probe" in err and "ZeroDivisionError" in err and "--debug" in err
     with pytest.raises(ZeroDivisionError):
