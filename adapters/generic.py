@@ -47,6 +47,11 @@ class Adapter:
         """The batch axis of the model's inputs and of the embedding output (0, or 1 when sequence first)."""
         return 0
 
+    def observe(self, inputs, embedding_input, embedding_output: torch.Tensor, batch: int | None) -> None:
+        """Told what one clean pass saw: the inputs, the embedding module's input and output, and
+        the batch size (None while the pass runs). An adapter whose layout depends on the model's
+        own forward (a transpose inside it) reads it here; the generic layout is fixed."""
+
     def word_embedding_weight(self, embedding: nn.Module) -> torch.Tensor | None:
         """The word-embedding matrix whose std sets the default scale."""
         get = getattr(self.model, "get_input_embeddings", None)
