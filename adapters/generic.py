@@ -124,8 +124,12 @@ class Adapter:
         (or none at all), before anything runs; the generic adapter knows too little to check."""
 
     def ids(self, inputs) -> torch.Tensor | None:
-        """The token ids, [batch, tokens], when the inputs hold them as an integer tensor."""
+        """The token ids, [batch, tokens], when the inputs hold them as an integer tensor: the tensor
+        itself, a mapping's ``input_ids``, else the first integer matrix of a tuple or mapping."""
         ids = inputs.get("input_ids") if isinstance(inputs, Mapping) else inputs if isinstance(inputs, torch.Tensor) else None
+        if ids is None and isinstance(inputs, (Mapping, tuple)):  # (ids, lengths), {"ids": ..., "mask": ...}: the first id matrix
+            values = inputs.values() if isinstance(inputs, Mapping) else inputs
+            ids = next((v for v in values if isinstance(v, torch.Tensor) and v.ndim == 2 and v.dtype in (torch.int32, torch.int64)), None)
         if not isinstance(ids, torch.Tensor) or ids.dtype not in (torch.int32, torch.int64) or ids.ndim < 2:
             return None
         return ids.movedim(self.batch_axis(), 0) if self.batch_axis() else ids

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 from ._clean_pass import CleanPass, batch_weights, clean_pass, sentence_mean
 from ._functional import check_scale_rate, settings_from
 from ._hooks import HookRunner, Select
-from ._model_state import check_loaded, device_of, running, tokenizer_beside
+from ._model_state import as_tokenizer, check_loaded, device_of, running, tokenizer_beside
 from ._objective import as_regularization, feature_weights
 from ._results import Explanation
 from ._solver import solve
@@ -32,7 +32,8 @@ class attach:
     ``layers`` is one dotted module name (results are Explanations) or a list of them (Sweeps).
     ``select`` picks what to explain from a layer's output (a position, a neuron, a logit);
     ``adapter`` forces an adapter by name; ``embedding`` names the module to perturb; ``tokenizer``
-    turns token ids into words (found next to a HuggingFace model when omitted). ``call`` picks
+    turns token ids into words: a HuggingFace tokenizer, or a vocabulary (a list of words by id, or
+    an {id: word} dict); found next to a HuggingFace model when omitted. ``call`` picks
     which call of a module that runs several times per forward pass to explain (0-based, -1 the
     last): one int for every attached layer, a list with one entry per layer, or {name: k}.
 
@@ -84,7 +85,7 @@ class attach:
         self.adapter = choose(model, layer_modules, adapter)
         chosen = modules[embedding] if embedding is not None else self.adapter.embedding()
         self._runner = HookRunner(model, names, layer_modules, chosen, self.adapter, select, _calls(call, names))
-        self._tokenizer = tokenizer if tokenizer is not None else tokenizer_beside(model)
+        self._tokenizer = as_tokenizer(tokenizer) if tokenizer is not None else tokenizer_beside(model)
 
     @property
     def layers(self) -> list[str]:

@@ -247,3 +247,47 @@ def test_rnn_that_transposes_keeps_no_later_word(cell, where, packed):
         assert rel.shape == (n,)
         assert (rel[T + 1 :] > 0.95).all() and rel[T] < 0.5, rel
         assert torch.allclose(together.sigma, single.sigma, rtol=1e-4)
+
+
+# --- words for every input form ------------------------------------------------------------------
+
+
+class Tagger(nn.Module):
+    """Embedding over a tokenizer's vocabulary -> LSTM; takes ids, (ids, lengths) or ids=..., lengths=..."""
+
+    def __init__(self, vocab: int) -> None:
+        super().__init__()
+        self.embedding = nn.Embedding(vocab, 8, padding_idx=0)
+        self.lstm = nn.LSTM(8, 8, batch_first=True)
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        e = self.embedding(ids)
+        if lengths is not None:
+            e = nn.utils.rnn.pack_padded_sequence(e, lengths, batch_first=True, enforce_sorted=False)
+        return self.lstm(e)[0]
+
+
+def test_words_from_a_given_tokenizer_for_every_input_form(tokenizer):
+    """attach(..., tokenizer=tok) on a model built in memory: words for a tensor, a tuple (ids,
+    lengths) and a mapping alike, over each sentence's real tokens."""
+    torch.manual_seed(0)
+    model = Tagger(tokenizer.vocab_size).eval()
+    encoded = tokenizer(["a fine film", "rare bird"], padding=True, return_tensors="pt")
+    ids, lengths = encoded["input_ids"], encoded["attention_mask"].sum(1)
+    expected = [tokenizer.convert_ids_to_tokens(ids[b, :n].tolist()) for b, n in enumerate(lengths.tolist())]
+    assert expected[0][:2] == ["[CLS]", "a"]
+    with probe.attach(model, "lstm", tokenizer=tokenizer) as p:
+        for inputs in (ids, (ids, lengths), {"ids": ids, "lengths": lengths}):
+            assert [e.words for e in p.explain_batch(inputs, max_steps=0)] == expected
+        assert p.explain((ids[:1], lengths[:1]), max_steps=0).words == expected[0]
+
+
+def test_words_from_a_vocabulary_and_from_ids_a_model_transposes():
+    vocabulary = ["<pad>"] + [f"w{i}" for i in range(1, 20)]
+    model = Transposing(nn.GRU, "embeddings", packed=True).eval()
+    ids, lengths = torch.tensor([[3, 1, 4, 1, 5], [9, 2, 6, 0, 0]]), torch.tensor([5, 3])
+    with probe.attach(model, "rnn", tokenizer=vocabulary) as p:
+        first, second = p.explain_batch((ids, lengths), max_steps=0)
+    assert first.words == ["w3", "w1", "w4", "w1", "w5"] and second.words == ["w9", "w2", "w6"]
+    with pytest.raises(probe.ProbeError, match="tokenizer must be"):
+        probe.attach(model, "rnn", tokenizer=42)
