@@ -47,10 +47,19 @@ class Adapter:
         """The batch axis of the model's inputs and of the embedding output (0, or 1 when sequence first)."""
         return 0
 
+    def layout_modules(self) -> list[nn.Module]:
+        """Modules whose input shows the batch size (``batch_of_input``): an RNN, a transformer
+        layer. The generic layout is fixed, so none."""
+        return []
+
+    def batch_of_input(self, module: nn.Module, args: tuple) -> int | None:
+        """The batch size of what ``module`` (one of ``layout_modules``) received, or None."""
+        return None
+
     def observe(self, inputs, embedding_input, embedding_output: torch.Tensor, batch: int | None) -> None:
-        """Told what one clean pass saw: the inputs, the embedding module's input and output, and
-        the batch size (None while the pass runs). An adapter whose layout depends on the model's
-        own forward (a transpose inside it) reads it here; the generic layout is fixed."""
+        """Told what a clean pass saw: the inputs, the embedding module's input and output, and the
+        batch size a layout module received (None before one runs). An adapter whose layout depends
+        on the model's own forward (a transpose inside it) reads it here; the generic one is fixed."""
 
     def word_embedding_weight(self, embedding: nn.Module) -> torch.Tensor | None:
         """The word-embedding matrix whose std sets the default scale."""

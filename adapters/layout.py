@@ -2,9 +2,10 @@
 
 A model may take [batch, time] ids and transpose them, or their embeddings, before a sequence-first
 RNN or transformer: the inputs, the embedding output and the layer each have their own layout. The
-batch size is known once the pass has run (every attached output is batch first), so the batch axis
-of the embedding output is the axis of that size, and the inputs' batch axis follows from their ids.
-Only when both axes have the batch size (a batch of n sentences of n tokens) does the flag decide.
+layer's input shows the batch size (its own flag says where, a PackedSequence says it outright), so
+the batch axis of the embedding output is the axis of that size, and the inputs' batch axis follows
+from their ids. Only when both axes have the batch size (a batch of n sentences of n tokens) does the
+flag decide.
 """
 
 from __future__ import annotations

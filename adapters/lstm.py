@@ -35,6 +35,17 @@ class LSTMAdapter(ObservedLayout):
         rnn = _recurrent(self.model, self.layers)
         return 0 if rnn is None or rnn.batch_first else 1
 
+    def layout_modules(self) -> list[nn.Module]:
+        return [m for m in self.model.modules() if isinstance(m, nn.RNNBase)]
+
+    def batch_of_input(self, module: nn.Module, args: tuple) -> int | None:
+        value = args[0] if args else None
+        if isinstance(value, PackedSequence):
+            return int(value.batch_sizes[0])
+        if isinstance(value, torch.Tensor) and value.ndim == 3:
+            return value.shape[0 if module.batch_first else 1]
+        return None
+
     def known_batch(self, inputs) -> int | None:
         lengths = _lengths(inputs)
         return None if lengths is None else lengths.shape[0]

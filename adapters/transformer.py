@@ -39,6 +39,15 @@ class TransformerAdapter(ObservedLayout):
         layer = _encoder_layer(self.model, self.layers)
         return 0 if layer is None or layer.self_attn.batch_first else 1
 
+    def layout_modules(self) -> list[nn.Module]:
+        return [m for m in self.model.modules() if isinstance(m, nn.TransformerEncoderLayer)]
+
+    def batch_of_input(self, module: nn.Module, args: tuple) -> int | None:
+        value = args[0] if args else None
+        if isinstance(value, torch.Tensor) and value.ndim == 3 and not value.is_nested:
+            return value.shape[0 if module.self_attn.batch_first else 1]
+        return None
+
     def known_batch(self, inputs) -> int | None:
         mask = _padding_mask(inputs)
         return None if mask is None else mask.shape[0]

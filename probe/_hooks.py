@@ -60,6 +60,7 @@ class HookRunner:
         self._counts: dict[str, int] = {}
         self._seen: dict[str, list[torch.Tensor]] = {}
         self._inputs = None
+        self._laid_out = False
         self._tokens = 0
 
     @property
@@ -81,6 +82,8 @@ class HookRunner:
                 self._handles.append(module.register_forward_hook(self._on_embedding))
             for name, module in zip(self.names, self.layers):
                 self._handles.append(module.register_forward_hook(self._on_layer(name)))
+            for module in self.adapter.layout_modules():
+                self._handles.append(module.register_forward_pre_hook(self._on_layout))
         except BaseException:
             self.remove()
             raise
@@ -107,7 +110,7 @@ class HookRunner:
         """
         self._needed = self.names if needed is None else [self.names[i] for i in needed]
         self._embedded, self._counts, self._seen = None, {}, {n: [] for n in self._needed}
-        self._clean, self._replacement, self._inputs = replacement is None, replacement, inputs
+        self._clean, self._replacement, self._inputs, self._laid_out = replacement is None, replacement, inputs, False
         self._owner = threading.get_ident()
         try:
             with _without_fastpath():
@@ -133,8 +136,6 @@ class HookRunner:
         if replacement is not None:
             _check_finite_under_noise(self._needed, outputs)
         raw, embedding_input = self._embedded
-        if self._clean:
-            self.adapter.observe(inputs, embedding_input, raw, outputs[0].shape[0])
         return _for_solver(self.adapter.embedding_to_batch_first(raw)), embedding_input, outputs
 
     def _choose(self, name: str, call: int | None) -> int:
@@ -176,6 +177,15 @@ class HookRunner:
         if self._replacement is None:
             return None
         return self.adapter.embedding_from_batch_first(self._replacement.to(output.dtype))
+
+    def _on_layout(self, module: nn.Module, args) -> None:
+        """The clean pass's first layout module tells the adapter the batch size it received."""
+        if not self._mine() or not self._clean or self._embedded is None or self._laid_out:
+            return
+        self._laid_out = True
+        raw, embedding_input = self._embedded
+        self.adapter.observe(self._inputs, embedding_input, raw, self.adapter.batch_of_input(module, args))
+        self._tokens = self.adapter.embedding_to_batch_first(raw).shape[1]
 
     def _on_layer(self, name: str):
         def hook(module: nn.Module, args, output):

@@ -291,3 +291,26 @@ def test_words_from_a_vocabulary_and_from_ids_a_model_transposes():
     assert first.words == ["w3", "w1", "w4", "w1", "w5"] and second.words == ["w9", "w2", "w6"]
     with pytest.raises(probe.ProbeError, match="tokenizer must be"):
         probe.attach(model, "rnn", tokenizer=42)
+
+
+class WithHead(Transposing):
+    """A linear head on the sequence-first states: its output is [time, batch, 2]."""
+
+    def __init__(self) -> None:
+        super().__init__(nn.LSTM, "embeddings", packed=False)
+        self.head = nn.Linear(12, 2)
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        return self.head(super().forward(ids, lengths))
+
+
+def test_a_sequence_first_output_is_refused_until_select_makes_it_batch_first():
+    """The batch size comes from the RNN's input, not from the attached output, so a head's
+    [time, batch] output is not taken for a batch of `time` sentences."""
+    torch.manual_seed(0)
+    model, ids = WithHead().eval(), torch.randint(1, 20, (3, 8), generator=torch.Generator().manual_seed(2))
+    with probe.attach(model, "head") as p, pytest.raises(probe.errors.LayerError, match="not the batch of 3"):
+        p.explain_batch(ids, max_steps=0)
+    with probe.attach(model, "head", select=lambda h: h.transpose(0, 1)[:, T]) as p:
+        for exp in p.explain_batch(ids, max_steps=0):
+            assert (exp.relative_sigma[T + 1 :] > 0.95).all() and exp.relative_sigma[T] < 0.5
