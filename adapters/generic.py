@@ -48,18 +48,15 @@ class Adapter:
         return 0
 
     def layout_modules(self) -> list[nn.Module]:
-        """Modules whose input shows the batch size (``batch_of_input``): an RNN, a transformer
-        layer. The generic layout is fixed, so none."""
+        """Modules whose input shows the layout (an RNN, a transformer layer); the first of them to
+        run in a clean pass is handed to ``observe``. The generic layout is fixed, so none."""
         return []
 
-    def batch_of_input(self, module: nn.Module, args: tuple) -> int | None:
-        """The batch size of what ``module`` (one of ``layout_modules``) received, or None."""
-        return None
-
-    def observe(self, inputs, embedding_input, embedding_output: torch.Tensor, batch: int | None) -> None:
-        """Told what a clean pass saw: the inputs, the embedding module's input and output, and the
-        batch size a layout module received (None before one runs). An adapter whose layout depends
-        on the model's own forward (a transpose inside it) reads it here; the generic one is fixed."""
+    def observe(self, inputs, embedding_input, embedding_output: torch.Tensor, received: tuple[nn.Module, tuple] | None) -> None:
+        """Told what a clean pass saw: the inputs, the embedding module's input and output, and
+        (module, positional args) of the first layout module to run (None before one runs). An
+        adapter whose layout depends on the model's own forward (a transpose inside it) reads it
+        here; the generic one is fixed."""
 
     def word_embedding_weight(self, embedding: nn.Module) -> torch.Tensor | None:
         """The word-embedding matrix whose std sets the default scale."""

@@ -34,6 +34,11 @@ class ObservedLayout(Adapter):
         """The batch size read from the inputs alone (lengths, a padding mask), or None."""
         return None
 
+    def received(self, module: nn.Module, args: tuple) -> tuple[int | None, torch.Tensor | None]:
+        """The batch size of what a layout module received, and that input batch first (None when
+        it is not a plain tensor, e.g. a PackedSequence)."""
+        return None, None
+
     def batch_axis(self) -> int:
         return self._axes[0] if self._axes else self.default_axis()
 
@@ -41,16 +46,18 @@ class ObservedLayout(Adapter):
         """The batch axis of the embedding module's output (and of its input ids)."""
         return self._axes[1] if self._axes else self.default_axis()
 
-    def observe(self, inputs, embedding_input, embedding_output: torch.Tensor, batch: int | None) -> None:
-        given_batch = batch is not None
-        batch = batch if given_batch else self.known_batch(inputs)
+    def observe(self, inputs, embedding_input, embedding_output: torch.Tensor, received: tuple[nn.Module, tuple] | None) -> None:
+        batch, seen = self.received(*received) if received is not None else (None, None)
+        batch = batch if batch is not None else self.known_batch(inputs)
         if batch is None:
             self._axes = None
             return
         embedding = _axis_of(embedding_output.shape[:2], batch)
         if embedding is None:
+            embedding = _axis_by_value(embedding_output, seen)
+        if embedding is None:
             embedding = self.default_axis()
-            if given_batch and batch > 1 and embedding != 0:
+            if received is not None and batch > 1 and embedding != 0:
                 from probe._warnings import warn
 
                 warn(
@@ -86,6 +93,20 @@ def _axis_of(sizes: Sequence[int], batch: int) -> int | None:
     """The one axis among the first two that has the batch size, or None (neither, or both)."""
     found = [a for a, size in enumerate(sizes) if size == batch]
     return found[0] if len(found) == 1 else None
+
+
+def _axis_by_value(embedding_output: torch.Tensor, seen: torch.Tensor | None) -> int | None:
+    """The embedding output's batch axis, when the layer received it unchanged (0) or transposed
+    (1). ``seen`` is the layer's input batch first; NaN marks padding a packed input did not hold."""
+    if seen is None or seen.ndim != 3:
+        return None
+    for axis in (0, 1):
+        candidate = embedding_output.movedim(axis, 0)
+        if candidate.shape[0] != seen.shape[0] or candidate.shape[2:] != seen.shape[2:] or seen.shape[1] > candidate.shape[1]:
+            continue
+        if bool(((seen == candidate[:, : seen.shape[1]]) | seen.isnan()).all()):
+            return axis
+    return None
 
 
 def _ids(inputs) -> torch.Tensor | None:

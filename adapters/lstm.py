@@ -38,13 +38,13 @@ class LSTMAdapter(ObservedLayout):
     def layout_modules(self) -> list[nn.Module]:
         return [m for m in self.model.modules() if isinstance(m, nn.RNNBase)]
 
-    def batch_of_input(self, module: nn.Module, args: tuple) -> int | None:
+    def received(self, module: nn.Module, args: tuple) -> tuple[int | None, torch.Tensor | None]:
         value = args[0] if args else None
         if isinstance(value, PackedSequence):
-            return int(value.batch_sizes[0])
+            return int(value.batch_sizes[0]), pad_packed_sequence(value, batch_first=True, padding_value=float("nan"))[0]
         if isinstance(value, torch.Tensor) and value.ndim == 3:
-            return value.shape[0 if module.batch_first else 1]
-        return None
+            return (value.shape[0], value) if module.batch_first else (value.shape[1], value.transpose(0, 1))
+        return None, None
 
     def known_batch(self, inputs) -> int | None:
         lengths = _lengths(inputs)

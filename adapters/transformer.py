@@ -42,11 +42,11 @@ class TransformerAdapter(ObservedLayout):
     def layout_modules(self) -> list[nn.Module]:
         return [m for m in self.model.modules() if isinstance(m, nn.TransformerEncoderLayer)]
 
-    def batch_of_input(self, module: nn.Module, args: tuple) -> int | None:
+    def received(self, module: nn.Module, args: tuple) -> tuple[int | None, torch.Tensor | None]:
         value = args[0] if args else None
-        if isinstance(value, torch.Tensor) and value.ndim == 3 and not value.is_nested:
-            return value.shape[0 if module.self_attn.batch_first else 1]
-        return None
+        if not isinstance(value, torch.Tensor) or value.ndim != 3 or value.is_nested:
+            return None, None
+        return (value.shape[0], value) if module.self_attn.batch_first else (value.shape[1], value.transpose(0, 1))
 
     def known_batch(self, inputs) -> int | None:
         mask = _padding_mask(inputs)

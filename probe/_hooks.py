@@ -179,12 +179,12 @@ class HookRunner:
         return self.adapter.embedding_from_batch_first(self._replacement.to(output.dtype))
 
     def _on_layout(self, module: nn.Module, args) -> None:
-        """The clean pass's first layout module tells the adapter the batch size it received."""
+        """The clean pass's first layout module shows the adapter what it received."""
         if not self._mine() or not self._clean or self._embedded is None or self._laid_out:
             return
         self._laid_out = True
         raw, embedding_input = self._embedded
-        self.adapter.observe(self._inputs, embedding_input, raw, self.adapter.batch_of_input(module, args))
+        self.adapter.observe(self._inputs, embedding_input, raw, (module, args))
         self._tokens = self.adapter.embedding_to_batch_first(raw).shape[1]
 
     def _on_layer(self, name: str):

@@ -314,3 +314,40 @@ def test_a_sequence_first_output_is_refused_until_select_makes_it_batch_first():
     with probe.attach(model, "head", select=lambda h: h.transpose(0, 1)[:, T]) as p:
         for exp in p.explain_batch(ids, max_steps=0):
             assert (exp.relative_sigma[T + 1 :] > 0.95).all() and exp.relative_sigma[T] < 0.5
+
+
+@pytest.mark.filterwarnings("error")
+@pytest.mark.parametrize("packed", [False, True], ids=["padded", "packed"])
+def test_a_square_batch_is_read_from_what_the_rnn_received(packed):
+    """n sentences of n tokens: the batch size cannot tell the axes apart, the RNN's input can."""
+    model = Transposing(nn.GRU, "embeddings", packed=packed).eval()
+    ids, lengths = torch.randint(1, 20, (4, 4), generator=torch.Generator().manual_seed(3)), torch.tensor([4, 3, 4, 2])
+    ids[torch.arange(4)[None] >= lengths[:, None]] = 0
+
+    def inputs(b: slice):
+        return (ids[b], lengths[b]) if packed else ids[b]
+
+    with probe.attach(model, "rnn", select=lambda h: h[:, 1]) as p:
+        batch = p.explain_batch(inputs(slice(0, 4)), max_steps=0)
+        alone = [p.explain(inputs(slice(b, b + 1)), max_steps=0) for b in range(4)]
+    for together, single, n in zip(batch, alone, lengths.tolist()):
+        assert together.sigma.shape == (n,) and together.relative_sigma[1] < 0.5
+        assert (together.relative_sigma[2:] > 0.95).all()
+        assert torch.allclose(together.sigma, single.sigma[:n], rtol=1e-4)
+
+
+class Scaled(Transposing):
+    """Takes sequence-first ids and scales their embeddings: the RNN's input is no copy of the
+    embedding output, so only the RNN's batch_first flag is left to go by."""
+
+    def forward(self, ids: torch.Tensor, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        return self.rnn(2 * self.embedding(ids))[0]
+
+
+def test_a_square_batch_that_cannot_be_read_warns_and_trusts_the_flag():
+    model = Scaled(nn.GRU, "embeddings", packed=False).eval()
+    ids = torch.randint(1, 20, (4, 4), generator=torch.Generator().manual_seed(3))
+    with probe.attach(model, "rnn", select=lambda h: h[:, 1]) as p, pytest.warns(UserWarning, match="4 sentences of 4 tokens"):
+        batch = p.explain_batch(ids.T, max_steps=0)
+    for exp in batch:
+        assert (exp.relative_sigma[2:] > 0.95).all() and exp.relative_sigma[1] < 0.5
