@@ -23,6 +23,7 @@ from .bert import BertAdapter
 from .cnn import CNNAdapter
 from .generic import Adapter
 from .lstm import LSTMAdapter
+from .transformer import TransformerAdapter
 
 _REGISTRY: dict[str, type[Adapter]] = {}
 
@@ -52,7 +53,7 @@ def available() -> list[str]:
     """The registered adapter names, in the order they are tried.
 
     >>> probe.adapters.available()
-    ['bert', 'lstm', 'cnn', 'generic']
+    ['bert', 'lstm', 'transformer', 'cnn', 'generic']
     """
     return [name for name in reversed(_REGISTRY)]
 
@@ -71,7 +72,7 @@ def choose(model: nn.Module, layers: Sequence[nn.Module], name: str | None = Non
     return Adapter(model, layers)
 
 
-for _adapter in (Adapter, CNNAdapter, LSTMAdapter, BertAdapter):
+for _adapter in (Adapter, CNNAdapter, TransformerAdapter, LSTMAdapter, BertAdapter):
     register(_adapter)
 
-__all__ = ["Adapter", "BertAdapter", "CNNAdapter", "LSTMAdapter", "available", "choose", "register"]
+__all__ = ["Adapter", "BertAdapter", "CNNAdapter", "LSTMAdapter", "TransformerAdapter", "available", "choose", "register"]

@@ -47,6 +47,17 @@ class Adapter:
         """The batch axis of the model's inputs and of the embedding output (0, or 1 when sequence first)."""
         return 0
 
+    def layout_modules(self) -> list[nn.Module]:
+        """Modules whose input shows the layout (an RNN, a transformer layer); the first of them to
+        run in a clean pass is handed to ``observe``. The generic layout is fixed, so none."""
+        return []
+
+    def observe(self, inputs, embedding_input, embedding_output: torch.Tensor, received: tuple[nn.Module, tuple] | None) -> None:
+        """Told what a clean pass saw: the inputs, the embedding module's input and output, and
+        (module, positional args) of the first layout module to run (None before one runs). An
+        adapter whose layout depends on the model's own forward (a transpose inside it) reads it
+        here; the generic one is fixed."""
+
     def word_embedding_weight(self, embedding: nn.Module) -> torch.Tensor | None:
         """The word-embedding matrix whose std sets the default scale."""
         get = getattr(self.model, "get_input_embeddings", None)
@@ -119,8 +130,12 @@ class Adapter:
         (or none at all), before anything runs; the generic adapter knows too little to check."""
 
     def ids(self, inputs) -> torch.Tensor | None:
-        """The token ids, [batch, tokens], when the inputs hold them as an integer tensor."""
+        """The token ids, [batch, tokens], when the inputs hold them as an integer tensor: the tensor
+        itself, a mapping's ``input_ids``, else the first integer matrix of a tuple or mapping."""
         ids = inputs.get("input_ids") if isinstance(inputs, Mapping) else inputs if isinstance(inputs, torch.Tensor) else None
+        if ids is None and isinstance(inputs, (Mapping, tuple)):  # (ids, lengths), {"ids": ..., "mask": ...}: the first id matrix
+            values = inputs.values() if isinstance(inputs, Mapping) else inputs
+            ids = next((v for v in values if isinstance(v, torch.Tensor) and v.ndim == 2 and v.dtype in (torch.int32, torch.int64)), None)
         if not isinstance(ids, torch.Tensor) or ids.dtype not in (torch.int32, torch.int64) or ids.ndim < 2:
             return None
         return ids.movedim(self.batch_axis(), 0) if self.batch_axis() else ids

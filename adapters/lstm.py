@@ -8,7 +8,7 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import PackedSequence, pad_packed_sequence
 
-from .generic import Adapter
+from .layout import ObservedLayout
 
 
 def _recurrent(model: nn.Module, layers: Sequence[nn.Module]) -> nn.RNNBase | None:
@@ -18,9 +18,11 @@ def _recurrent(model: nn.Module, layers: Sequence[nn.Module]) -> nn.RNNBase | No
     return next((m for m in model.modules() if isinstance(m, nn.RNNBase)), None)
 
 
-class LSTMAdapter(Adapter):
+class LSTMAdapter(ObservedLayout):
     """nn.LSTM/GRU/RNN, batch first or not: a PackedSequence output becomes the padded batch-first
     tensor, a sequence-first output is made batch first, and a 1-D ``lengths`` input marks padding.
+    The inputs' and the embedding's batch axes are read from the pass (a model may transpose before
+    its RNN); the RNN's ``batch_first`` decides only when the batch size cannot.
     """
 
     name = "lstm"
@@ -29,19 +31,34 @@ class LSTMAdapter(Adapter):
     def matches(cls, model: nn.Module, layers: Sequence[nn.Module]) -> bool:
         return _recurrent(model, layers) is not None
 
-    def batch_axis(self) -> int:
+    def default_axis(self) -> int:
         rnn = _recurrent(self.model, self.layers)
         return 0 if rnn is None or rnn.batch_first else 1
 
+    def layout_modules(self) -> list[nn.Module]:
+        return [m for m in self.model.modules() if isinstance(m, nn.RNNBase)]
+
+    def received(self, module: nn.Module, args: tuple) -> tuple[int | None, torch.Tensor | None]:
+        value = args[0] if args else None
+        if isinstance(value, PackedSequence):
+            return int(value.batch_sizes[0]), pad_packed_sequence(value, batch_first=True, padding_value=float("nan"))[0]
+        if isinstance(value, torch.Tensor) and value.ndim == 3:
+            return (value.shape[0], value) if module.batch_first else (value.shape[1], value.transpose(0, 1))
+        return None, None
+
+    def known_batch(self, inputs) -> int | None:
+        lengths = _lengths(inputs)
+        return None if lengths is None else lengths.shape[0]
+
     def token_mask(self, inputs, embedding_input, batch: int, tokens: int, embedding: nn.Module | None = None) -> torch.Tensor:
-        lengths = _lengths(inputs, batch)
-        if lengths is not None:
+        lengths = _lengths(inputs)
+        if lengths is not None and lengths.shape[0] == batch:
             return torch.arange(tokens)[None, :] < lengths.cpu()[:, None]
         return super().token_mask(inputs, embedding_input, batch, tokens, embedding)
 
     def to_device(self, inputs, device: torch.device):
         """As the generic adapter, but a lengths tensor stays on the CPU, where packing needs it."""
-        lengths = _lengths(inputs, _batch(inputs, self.batch_axis()))
+        lengths = _lengths(inputs)
         moved = super().to_device(inputs, device)
         if lengths is None:
             return moved
@@ -60,16 +77,10 @@ class LSTMAdapter(Adapter):
         return value
 
 
-def _lengths(inputs, batch: int) -> torch.Tensor | None:
-    """A 1-D integer input with one entry per sentence: the sentence lengths."""
+def _lengths(inputs) -> torch.Tensor | None:
+    """A 1-D integer input (a tuple element or a mapping value): the sentence lengths."""
     values = inputs.values() if isinstance(inputs, Mapping) else inputs if isinstance(inputs, tuple) else ()
     for value in values:
-        if isinstance(value, torch.Tensor) and value.ndim == 1 and value.shape[0] == batch and not value.is_floating_point():
+        if isinstance(value, torch.Tensor) and value.ndim == 1 and not value.is_floating_point() and value.dtype != torch.bool:
             return value
     return None
-
-
-def _batch(inputs, axis: int) -> int:
-    """The batch size: the batch axis of the first input with two or more axes."""
-    values = inputs.values() if isinstance(inputs, Mapping) else inputs if isinstance(inputs, tuple) else (inputs,)
-    return next((v.shape[axis] for v in values if isinstance(v, torch.Tensor) and v.ndim >= 2), -1)

@@ -18,7 +18,7 @@ from tqdm.auto import tqdm
 from ._clean_pass import CleanPass, batch_weights, clean_pass, sentence_mean
 from ._checks import check_scale_rate, check_seed, check_words, settings_from
 from ._hooks import HookRunner, Select
-from ._model_state import check_loaded, device_of, running, tokenizer_beside
+from ._model_state import as_tokenizer, check_loaded, device_of, running, tokenizer_beside
 from ._objective import as_regularization, feature_weights
 from ._results import Explanation
 from ._solver import SolverSettings, solve
@@ -34,7 +34,10 @@ class attach:
     ``layers`` is one dotted module name (results are Explanations) or a list of them (Sweeps).
     ``select`` picks what to explain from a layer's output (a position, a neuron, a logit);
     ``adapter`` forces an adapter by name; ``embedding`` names the module to perturb; ``tokenizer``
-    turns token ids into words (found next to a HuggingFace model when omitted).
+    turns token ids into words: a HuggingFace tokenizer, or a vocabulary (a list of words by id, or
+    an {id: word} dict); found next to a HuggingFace model when omitted. ``call`` picks
+    which call of a module that runs several times per forward pass to explain (0-based, -1 the
+    last): one int for every attached layer, a list with one entry per layer, or {name: k}.
 
     >>> with probe.attach(model, "encoder.layer.2") as p:
     ...     exp = p.explain(tokenizer("a fine film", return_tensors="pt"), samples=4, max_steps=2)
@@ -51,9 +54,15 @@ class attach:
         adapter: str | None = None,
         embedding: str | None = None,
         tokenizer=None,
+        call: int | Sequence[int | None] | Mapping[str, int] | None = None,
     ) -> None:
         if not isinstance(model, nn.Module):
             raise InputError(f"attach takes a torch.nn.Module, got {type(model).__name__}; load the model first")
+        if isinstance(model, torch.jit.ScriptModule):
+            raise InputError(
+                "TorchScript models take no hooks, so probe cannot run their layers; build the model's Python class "
+                "and load its weights instead (model = MyModel(); model.load_state_dict(state_dict))"
+            )
         self._single = isinstance(layers, str)
         if not self._single and not (isinstance(layers, Sequence) and all(isinstance(n, str) for n in layers)):
             raise InputError(f"layers must be a layer name or a list of names, got {type(layers).__name__}; e.g. 'encoder.layer.2'")
@@ -73,10 +82,13 @@ class attach:
                 raise LayerError(f"the model has no submodule {name!r}{close_matches(name, modules)} (list them with `probe layers MODEL`)")
         self.model = model
         layer_modules = [modules[n] for n in names]
+        scripted = [n for n in names + ([embedding] if embedding else []) if isinstance(modules[n], torch.jit.ScriptModule)]
+        if scripted:
+            raise LayerError(f"module(s) {scripted} are TorchScript, which takes no hooks; build them from their Python class and load their weights")
         self.adapter = choose(model, layer_modules, adapter)
         chosen = modules[embedding] if embedding is not None else self.adapter.embedding()
-        self._runner = HookRunner(model, names, layer_modules, chosen, self.adapter, select)
-        self._tokenizer = tokenizer if tokenizer is not None else tokenizer_beside(model)
+        self._runner = HookRunner(model, names, layer_modules, chosen, self.adapter, select, _calls(call, names))
+        self._tokenizer = as_tokenizer(tokenizer) if tokenizer is not None else tokenizer_beside(model)
 
     @property
     def layers(self) -> list[str]:
@@ -184,8 +196,9 @@ class attach:
         return [self._result(solutions[b], sentence_words[b], word_ids[b], clean, regs, scale, rate, meta) for b in range(count)]
 
     def _result(self, solutions, words: list[str], word_ids, clean: CleanPass, regs, scale: float, rate: float, meta: dict):
+        calls = self._runner.chosen
         per_layer = {
-            name: Explanation.of(s, words=words, word_ids=word_ids, scale=scale, rate=rate, width=clean.x.shape[2], layer=name, regularization=r, settings=meta)
+            name: Explanation.of(s, words=words, word_ids=word_ids, scale=scale, rate=rate, width=clean.x.shape[2], layer=name, regularization=r, settings={**meta, "call": str(calls[name])})
             for name, s, r in zip(self._runner.names, solutions, regs)
         }
         return next(iter(per_layer.values())) if self._single else Sweep(per_layer)
@@ -265,3 +278,27 @@ def _model_name(model: nn.Module) -> str:
     """What the result calls the model: its folder's name for a saved HuggingFace model, else its class."""
     path = str(getattr(getattr(model, "config", None), "_name_or_path", "") or "")
     return os.path.basename(path.rstrip("/\\")) or type(model).__name__
+
+
+def _calls(call, names: list[str]) -> list[int | None]:
+    """``call`` as one entry per attached layer (None: the layer must run once per pass)."""
+    def valid(k) -> bool:
+        return k is None or (isinstance(k, int) and not isinstance(k, bool))
+
+    if valid(call):
+        return [call] * len(names)
+    if isinstance(call, Mapping):
+        unknown = set(call) - set(names)
+        if unknown:
+            raise InputError(f"call names layers {sorted(unknown, key=str)} that are not attached; attached: {names}")
+        chosen = [call.get(n) for n in names]
+    elif isinstance(call, Sequence) and not isinstance(call, str):
+        if len(call) != len(names):
+            raise InputError(f"call has {len(call)} entries for {len(names)} attached layers; give one per layer, a {{name: k}} dict, or one int for all")
+        chosen = list(call)
+    else:
+        chosen = [call]
+    bad = [k for k in chosen if not valid(k)]
+    if bad:
+        raise InputError(f"call must be a whole number (0 for a module's first call in a forward pass, -1 for its last), got {bad[0]!r}")
+    return chosen

@@ -11,7 +11,7 @@ import os
 import random
 import threading
 import weakref
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 import numpy as np
@@ -111,3 +111,32 @@ def tokenizer_beside(model: nn.Module):
         return AutoTokenizer.from_pretrained(str(path), trust_remote_code=False)
     except Exception:  # a folder without tokenizer files: words fall back to token indices
         return None
+
+
+class _Vocabulary:
+    """A vocabulary (words by id, or {id: word}) read as a tokenizer: ids to words, an id it does not
+    know as its number."""
+
+    all_special_ids: list[int] = []
+
+    def __init__(self, words: Sequence[str] | Mapping[int, str]) -> None:
+        self.words = words
+
+    def convert_ids_to_tokens(self, ids: list[int]) -> list[str]:
+        if isinstance(self.words, Mapping):
+            return [str(self.words.get(i, i)) for i in ids]
+        return [str(self.words[i]) if 0 <= i < len(self.words) else str(i) for i in ids]
+
+
+def as_tokenizer(tokenizer):
+    """``tokenizer`` as something with ``convert_ids_to_tokens``: a HuggingFace tokenizer as it is,
+    a vocabulary (a list of words by id, or an {id: word} dict) wrapped.
+
+    >>> as_tokenizer(["<pad>", "a", "fine", "film"]).convert_ids_to_tokens([1, 2, 3])
+    ['a', 'fine', 'film']
+    """
+    if callable(getattr(tokenizer, "convert_ids_to_tokens", None)):
+        return tokenizer
+    if isinstance(tokenizer, Mapping) or (isinstance(tokenizer, Sequence) and not isinstance(tokenizer, str)):
+        return _Vocabulary(tokenizer)
+    raise InputError(f"tokenizer must be a HuggingFace tokenizer or a vocabulary (a list of words by id, or an {{id: word}} dict), got {type(tokenizer).__name__}")
