@@ -22,6 +22,7 @@ from torch import nn
 from .bert import BertAdapter
 from .cnn import CNNAdapter
 from .generic import Adapter
+from .hf import TransformerAdapter
 from .lstm import LSTMAdapter
 
 _REGISTRY: dict[str, type[Adapter]] = {}
@@ -45,7 +46,7 @@ def available() -> list[str]:
     """The registered adapter names, in the order they are tried.
 
     >>> probe.adapters.available()
-    ['bert', 'lstm', 'cnn', 'generic']
+    ['bert', 'transformer', 'lstm', 'cnn', 'generic']
     """
     return [name for name in reversed(_REGISTRY)]
 
@@ -64,7 +65,7 @@ def choose(model: nn.Module, layers: Sequence[nn.Module], name: str | None = Non
     return Adapter(model, layers)
 
 
-for _adapter in (Adapter, CNNAdapter, LSTMAdapter, BertAdapter):
+for _adapter in (Adapter, CNNAdapter, LSTMAdapter, TransformerAdapter, BertAdapter):
     register(_adapter)
 
-__all__ = ["Adapter", "BertAdapter", "CNNAdapter", "LSTMAdapter", "available", "choose", "register"]
+__all__ = ["Adapter", "BertAdapter", "CNNAdapter", "LSTMAdapter", "TransformerAdapter", "available", "choose", "register"]
