@@ -17,7 +17,7 @@ from torch import nn
 from ._warnings import warn
 from .errors import InputError, ModelError
 
-SAMPLE_SHAPE = (4, 16)
+SAMPLE_SHAPE = (8, 32)
 """Sentences x tokens of the fixed sample of ids the embedding module runs on."""
 CEILING = 0.9999
 """sigma / scale above this is at the ceiling: the solve never found noise that hurts the state."""
