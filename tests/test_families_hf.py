@@ -38,6 +38,7 @@ FAMILIES = {
     "gemma": (lambda: tf.GemmaModel(tf.GemmaConfig(**DECODER, head_dim=16)), "layers.0"),
     "llama-pad": (lambda: tf.LlamaModel(tf.LlamaConfig(**DECODER, pad_token_id=0)), "layers.0"),
     "gpt2-lm-pad": (lambda: tf.GPT2LMHeadModel(tf.GPT2Config(n_embd=32, n_layer=2, n_head=2, vocab_size=100, n_positions=64, pad_token_id=0)), "transformer.h.0"),
+    "qwen2-causal-lm": (lambda: tf.Qwen2ForCausalLM(tf.Qwen2Config(**DECODER)), "model.layers.0"),
     "t5-encoder": (lambda: tf.T5EncoderModel(tf.T5Config(**T5)), "encoder.block.0"),
     "t5": (lambda: tf.T5Model(tf.T5Config(**T5)), "encoder.block.0"),
     "t5-generation": (lambda: tf.T5ForConditionalGeneration(tf.T5Config(**T5)), "encoder.block.0"),
@@ -52,7 +53,7 @@ FAMILIES = {
     "mpnet": (lambda: tf.MPNetModel(tf.MPNetConfig(**SMALL)), "encoder.layer.0"),
     "modernbert": (lambda: tf.ModernBertModel(tf.ModernBertConfig(**SMALL, pad_token_id=0, bos_token_id=1, eos_token_id=2, cls_token_id=1, sep_token_id=2)), "layers.0"),
 }
-DECODERS = ["gpt2", "llama", "qwen2", "mistral", "gemma", "llama-pad", "gpt2-lm-pad"]
+DECODERS = ["gpt2", "llama", "qwen2", "mistral", "gemma", "llama-pad", "gpt2-lm-pad", "qwen2-causal-lm"]
 NO_POSITION_IDS = {"bart"}
 """Learned absolute positions and no position_ids argument: left padding shifts them (warned)."""
 
@@ -183,6 +184,19 @@ def test_a_classifier_logit_through_select_is_the_phi_written_by_hand():
         x = classifier.bert.embeddings(inputs["input_ids"])[0]
     ref = probe.explain(phi, x, scale=exp.scale, seed=2, batched_phi=True, **FAST)
     assert relative_error(exp.sigma, ref.sigma) < 1e-3
+
+
+@pytest.mark.parametrize("pad", [None, 0], ids=["no pad id", "pad id 0"])
+def test_a_decoder_classifier_logit_at_the_last_position_does_not_depend_on_left_padding(pad):
+    """LlamaForSequenceClassification scores every position and reads the last real token: left
+    padding puts it at position -1 for every sentence."""
+    torch.manual_seed(0)
+    head = tf.LlamaForSequenceClassification(tf.LlamaConfig(**DECODER, pad_token_id=pad, num_labels=2)).eval()
+    with probe.attach(head, "score", select=lambda logits: logits[:, -1, 1]) as p:
+        alone = p.explain(batch("gpt2", ALONE[1:]), seed=4, **FAST)
+        padded = p.explain_batch(batch("gpt2", ALONE, left=True), seed=4, **FAST)[1]
+    assert alone.relative_sigma[-1] < 0.5, "the logit is read at the last word"
+    assert relative_error(padded.sigma, alone.sigma) < 1e-4
 
 
 def test_t5_perturbs_the_word_embeddings_its_encoder_calls():
