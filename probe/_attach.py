@@ -152,8 +152,7 @@ class attach:
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise InputError(f"seed must be a whole number, got {seed!r}")
         with self._running():
-            if scale is not None:
-                check_scale_rate(scale, rate)
+            check_scale_rate(1.0 if scale is None else scale, rate)  # refused before any work
             inputs = self._prepared(inputs)
             clean = clean_pass(self._runner, inputs)
             scale, rate = check_scale_rate(self._default_scale() if scale is None else scale, rate)
