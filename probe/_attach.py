@@ -152,10 +152,9 @@ class attach:
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise InputError(f"seed must be a whole number, got {seed!r}")
         with self._running():
-            check_scale_rate(1.0 if scale is None else scale, rate)  # refused before any work
+            scale, rate = check_scale_rate(self._default_scale() if scale is None else scale, rate)
             inputs = self._prepared(inputs)
             clean = clean_pass(self._runner, inputs)
-            scale, rate = check_scale_rate(self._default_scale() if scale is None else scale, rate)
             count = clean.x.shape[0]
             if not batch and count > 1:
                 raise InputError(f"the inputs hold {count} sentences; explain takes one: use p.explain_batch(inputs) for a batch (it returns a list)")

@@ -30,10 +30,11 @@ def default_scale(embedding: nn.Module | None, weight: torch.Tensor | None) -> f
     if weight is None:
         raise InputError("no word-embedding weights to set the default scale; pass scale=")
     values = None if _plain_embedding(embedding) else _sampled_output(embedding, weight.shape[0])
+    what = "word-embedding weights" if values is None else "embedding module's outputs for a sample of ids"
     values = weight if values is None else values
-    std = float(values.detach().to(torch.float64).std())
+    std = float(values.detach().float().std())
     if not math.isfinite(std):
-        raise ModelError("the word embeddings hold NaN or inf, so they cannot set the default scale; check the model's weights, or pass scale=")
+        raise ModelError(f"the {what} hold NaN or inf, so they cannot set the default scale; check the model's weights, or pass scale=")
     return 10 * std
 
 
