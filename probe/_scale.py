@@ -17,8 +17,9 @@ from torch import nn
 from ._warnings import warn
 from .errors import InputError, ModelError
 
-SAMPLE_SHAPE = (8, 32)
-"""Sentences x tokens of the fixed sample of ids the embedding module runs on."""
+SAMPLE_SHAPE = (32, 8)
+"""Sentences x tokens of the fixed sample of ids the embedding module runs on (short sentences:
+small models have few positions)."""
 CEILING = 0.9999
 """sigma / scale above this is at the ceiling: the solve never found noise that hurts the state."""
 
@@ -56,7 +57,7 @@ def _sampled_output(embedding: nn.Module | None, vocabulary: int) -> torch.Tenso
         ids = ids + (ids >= padding).long()
     try:
         with torch.no_grad():
-            out = embedding(ids.to(device))
+            out = embedding.forward(ids.to(device))  # no hook runs: the user's hooks see no extra call
     except Exception:  # a module that needs more than ids: the word-embedding weights stand in
         return None
     if isinstance(out, (tuple, list)) and out:
