@@ -8,7 +8,7 @@ from torch import nn
 
 from probe.errors import InputError
 
-from .hf import TransformerAdapter, is_transformer
+from .hf import TransformerAdapter, _is_transformer
 
 
 def _embeddings_module(model: nn.Module) -> nn.Module | None:
@@ -32,7 +32,7 @@ class BertAdapter(TransformerAdapter):
 
     @classmethod
     def matches(cls, model: nn.Module, layers: Sequence[nn.Module]) -> bool:
-        return is_transformer(model) and _embeddings_module(model) is not None
+        return _is_transformer(model) and _embeddings_module(model) is not None
 
     def embedding(self) -> nn.Module | None:
         return _embeddings_module(self.model)

@@ -23,7 +23,7 @@ _ABSOLUTE_POSITIONS = ("embed_positions", "position_embeddings", "wpe")
 """Names HuggingFace gives the learned position tables that left padding shifts."""
 
 
-def is_transformer(model: nn.Module) -> bool:
+def _is_transformer(model: nn.Module) -> bool:
     """Whether ``model`` is a HuggingFace ``PreTrainedModel`` (False when transformers is absent)."""
     try:
         from transformers import PreTrainedModel
@@ -32,7 +32,7 @@ def is_transformer(model: nn.Module) -> bool:
     return isinstance(model, PreTrainedModel)
 
 
-def left_padded(mask: torch.Tensor) -> bool:
+def _left_padded(mask: torch.Tensor) -> bool:
     """Whether any sentence of the [batch, tokens] mask has padding before a real token."""
     mask = mask.bool()
     return bool((mask[:, 1:] & ~mask[:, :-1]).any())
@@ -45,13 +45,16 @@ class TransformerAdapter(Adapter):
     for a left-padded batch without ``position_ids``, passes the positions each sentence has alone
     (``attention_mask.cumsum(1) - 1``), as ``generate`` does, so a sentence's result does not
     depend on its padding.
+
+    >>> probe.attach(LlamaModel(config), "layers.1").adapter.name
+    'transformer'
     """
 
     name = "transformer"
 
     @classmethod
     def matches(cls, model: nn.Module, layers: Sequence[nn.Module]) -> bool:
-        return is_transformer(model)
+        return _is_transformer(model)
 
     def embedding(self) -> nn.Module | None:
         get_encoder = getattr(self.model, "get_encoder", None)
@@ -78,7 +81,7 @@ class TransformerAdapter(Adapter):
         takes them and counts positions from 0; a warning when left padding shifts positions the
         model cannot be given."""
         mask = inputs.get("attention_mask") if isinstance(inputs, Mapping) else None
-        if not isinstance(mask, torch.Tensor) or mask.ndim != 2 or "position_ids" in inputs or not left_padded(mask):
+        if not isinstance(mask, torch.Tensor) or mask.ndim != 2 or "position_ids" in inputs or not _left_padded(mask):
             return inputs
         if self._positions_from_ids():
             return inputs
