@@ -27,6 +27,7 @@ ALONE = [[5, 6, 7, 8, 9], [11, 12, 13]]
 """Two sentences of token ids (above every pad id), batched with the second one padded."""
 SMALL = dict(hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, vocab_size=100, max_position_embeddings=64)
 DECODER = dict(SMALL, num_key_value_heads=2)
+BART = dict(d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, vocab_size=100, max_position_embeddings=64)
 T5 = dict(d_model=32, d_kv=16, d_ff=64, num_layers=2, num_heads=2, vocab_size=100)
 
 FAMILIES = {
@@ -42,7 +43,8 @@ FAMILIES = {
     "t5-encoder": (lambda: tf.T5EncoderModel(tf.T5Config(**T5)), "encoder.block.0"),
     "t5": (lambda: tf.T5Model(tf.T5Config(**T5)), "encoder.block.0"),
     "t5-generation": (lambda: tf.T5ForConditionalGeneration(tf.T5Config(**T5)), "encoder.block.0"),
-    "bart": (lambda: tf.BartModel(tf.BartConfig(d_model=32, encoder_layers=2, decoder_layers=2, encoder_attention_heads=2, decoder_attention_heads=2, encoder_ffn_dim=64, decoder_ffn_dim=64, vocab_size=100, max_position_embeddings=64)), "encoder.layers.0"),
+    "bart": (lambda: tf.BartModel(tf.BartConfig(**BART)), "encoder.layers.0"),
+    "bart-generation": (lambda: tf.BartForConditionalGeneration(tf.BartConfig(**BART)), "model.encoder.layers.0"),
     "bert": (lambda: tf.BertModel(tf.BertConfig(**SMALL)), "encoder.layer.0"),
     "roberta": (lambda: tf.RobertaModel(tf.RobertaConfig(**SMALL)), "encoder.layer.0"),
     "distilbert": (lambda: tf.DistilBertModel(tf.DistilBertConfig(dim=32, n_layers=2, n_heads=2, hidden_dim=64, vocab_size=100, max_position_embeddings=64)), "transformer.layer.0"),
@@ -54,7 +56,7 @@ FAMILIES = {
     "modernbert": (lambda: tf.ModernBertModel(tf.ModernBertConfig(**SMALL, pad_token_id=0, bos_token_id=1, eos_token_id=2, cls_token_id=1, sep_token_id=2)), "layers.0"),
 }
 DECODERS = ["gpt2", "llama", "qwen2", "mistral", "gemma", "llama-pad", "gpt2-lm-pad", "qwen2-causal-lm"]
-NO_POSITION_IDS = {"bart"}
+NO_POSITION_IDS = {"bart", "bart-generation"}
 """Learned absolute positions and no position_ids argument: left padding shifts them (warned)."""
 
 
