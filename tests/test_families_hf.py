@@ -155,8 +155,9 @@ def test_every_word_at_the_ceiling_is_warned_about_and_not_converged():
     passes; the result must not claim convergence."""
     bert = model("bert")
     old = 10 * float(bert.embeddings.word_embeddings.weight.detach().std())
-    with probe.attach(bert, "encoder.layer.0") as p, pytest.warns(UserWarning, match="scale is too small for this layer"):
+    with probe.attach(bert, "encoder.layer.0") as p, pytest.warns(UserWarning, match="scale is too small for this layer") as caught:
         exp = p.explain(batch("bert", ALONE[:1]), scale=old, samples=2, max_steps=8)
+    assert [w.filename for w in caught if "ceiling" in str(w.message)] == [__file__], "the warning points at the caller's line"
     assert (exp.relative_sigma > 0.9999).all()
     assert exp.steps >= 6 and not exp.converged
 
