@@ -16,7 +16,7 @@ from tqdm.auto import tqdm
 from ._clean_pass import CleanPass, batch_weights, clean_pass, sentence_mean
 from ._functional import check_scale_rate, settings_from
 from ._hooks import HookRunner, Select
-from ._model_state import device_of, running, tokenizer_beside
+from ._model_state import check_loaded, device_of, running, tokenizer_beside
 from ._objective import as_regularization, feature_weights
 from ._results import Explanation
 from ._scale import default_scale, flag_ceiling
@@ -195,6 +195,7 @@ class attach:
     def _default_scale(self) -> float:
         """10 x the std of the perturbed tensor (see ``_scale``), measured once per attach."""
         if self._scale is None:
+            check_loaded(self.model)
             embedding = self._runner.embedding
             self._scale = default_scale(embedding, self.adapter.word_embedding_weight(embedding))
         return self._scale
