@@ -22,6 +22,7 @@ from torch import nn
 from .bert import BertAdapter
 from .cnn import CNNAdapter
 from .generic import Adapter
+from .hf import HFAdapter
 from .lstm import LSTMAdapter
 from .transformer import TransformerAdapter
 
@@ -53,7 +54,7 @@ def available() -> list[str]:
     """The registered adapter names, in the order they are tried.
 
     >>> probe.adapters.available()
-    ['bert', 'lstm', 'transformer', 'cnn', 'generic']
+    ['bert', 'hf', 'lstm', 'transformer', 'cnn', 'generic']
     """
     return [name for name in reversed(_REGISTRY)]
 
@@ -72,7 +73,7 @@ def choose(model: nn.Module, layers: Sequence[nn.Module], name: str | None = Non
     return Adapter(model, layers)
 
 
-for _adapter in (Adapter, CNNAdapter, TransformerAdapter, LSTMAdapter, BertAdapter):
+for _adapter in (Adapter, CNNAdapter, TransformerAdapter, LSTMAdapter, HFAdapter, BertAdapter):
     register(_adapter)
 
-__all__ = ["Adapter", "BertAdapter", "CNNAdapter", "LSTMAdapter", "TransformerAdapter", "available", "choose", "register"]
+__all__ = ["Adapter", "BertAdapter", "CNNAdapter", "HFAdapter", "LSTMAdapter", "TransformerAdapter", "available", "choose", "register"]

@@ -70,15 +70,24 @@ class Adapter:
         return None if first is None else first.weight
 
     def token_mask(self, inputs, embedding_input, batch: int, tokens: int, embedding: nn.Module | None = None) -> torch.Tensor:
-        """Real (not padded) tokens, [batch, tokens]: ids that are not the embedding's padding index.
+        """Real (not padded) tokens, [batch, tokens]: the ``attention_mask`` the user passed, whatever
+        the architecture, else ids that are not the embedding's padding index.
 
         ``embedding_input`` is what the perturbed ``embedding`` module received (the ids, for an
         ``nn.Embedding``)."""
+        given = inputs.get("attention_mask") if isinstance(inputs, Mapping) else None
+        if isinstance(given, torch.Tensor) and given.ndim == 2:
+            return given.bool().cpu()
         ids = embedding_input
         if isinstance(embedding, nn.Embedding) and embedding.padding_idx is not None and isinstance(ids, torch.Tensor):
             mask = ids != embedding.padding_idx
             return mask.movedim(self.batch_axis(), 0) if self.batch_axis() else mask
         return torch.ones(batch, tokens, dtype=torch.bool)
+
+    def complete(self, inputs):
+        """The inputs with anything the model needs for a sentence's result not to depend on its
+        batch (positions, for a left-padded transformer); the generic adapter adds nothing."""
+        return inputs
 
     def index(self, inputs, rows: torch.Tensor, batch: int):
         """The model inputs for ``rows`` of the batch: every tensor with a batch axis of size ``batch`` indexed."""

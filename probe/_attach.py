@@ -7,7 +7,6 @@ leaving it, whatever happens; in between they do nothing unless ``explain``, ``e
 
 from __future__ import annotations
 
-import math
 import os
 from collections.abc import Iterable, Mapping, Sequence
 
@@ -21,11 +20,12 @@ from ._hooks import HookRunner, Select
 from ._model_state import as_tokenizer, check_loaded, device_of, running, tokenizer_beside
 from ._objective import as_regularization, feature_weights
 from ._results import Explanation
+from ._scale import default_scale, flag_ceiling
 from ._solver import SolverSettings, solve
 from ._sweep import Sweep
 from ._words import tokenizer_word_ids
 from .adapters import choose
-from .errors import InputError, LayerError, ModelError, close_matches
+from .errors import InputError, LayerError, close_matches
 
 
 class attach:
@@ -89,6 +89,7 @@ class attach:
         chosen = modules[embedding] if embedding is not None else self.adapter.embedding()
         self._runner = HookRunner(model, names, layer_modules, chosen, self.adapter, select, _calls(call, names))
         self._tokenizer = as_tokenizer(tokenizer) if tokenizer is not None else tokenizer_beside(model)
+        self._scale: float | None = None
 
     @property
     def layers(self) -> list[str]:
@@ -192,6 +193,7 @@ class attach:
                     settings=settings,
                     progress=lambda step: bar.update(1),
                 )
+            flag_ceiling(solutions, self._runner.names, scale)
         meta = {**settings.as_metadata(), "seed": str(seed), "adapter": self.adapter.name, "model": _model_name(self.model)}
         return [self._result(solutions[b], sentence_words[b], word_ids[b], clean, regs, scale, rate, meta) for b in range(count)]
 
@@ -208,15 +210,12 @@ class attach:
         return [None if r is None else feature_weights(r, f"the regularization of {name!r}") for name, r in zip(self._runner.names, regs)]
 
     def _default_scale(self) -> float:
-        """10 x the std of the word-embedding weights, the seed's advice."""
-        weight = self.adapter.word_embedding_weight(self._runner.embedding)
-        if weight is None:
-            raise InputError("no word-embedding weights to set the default scale; pass scale=")
-        check_loaded(self.model)
-        std = float(weight.detach().float().std())
-        if not math.isfinite(std):
-            raise ModelError("the word-embedding weights hold NaN or inf, so they cannot set the default scale; check the model's weights, or pass scale=")
-        return 10 * std
+        """10 x the std of the perturbed tensor (see ``_scale``), measured once per attach."""
+        if self._scale is None:
+            check_loaded(self.model)
+            embedding = self._runner.embedding
+            self._scale = default_scale(embedding, self.adapter.word_embedding_weight(embedding))
+        return self._scale
 
     def _regularizations(self, regularization, clean: list[torch.Tensor]) -> list[torch.Tensor | None]:
         names = self._runner.names
@@ -266,7 +265,7 @@ class attach:
         except (RuntimeError, NotImplementedError) as err:
             raise InputError(f"cannot move the inputs to the model's device {device}: {err}; pass tensors that hold data (not on the 'meta' device)") from None
         self.adapter.check(moved)
-        return moved
+        return self.adapter.complete(moved)
 
     def _running(self):
         if not self._runner.installed:

@@ -120,7 +120,7 @@ def _parser() -> argparse.ArgumentParser:
     solve.add_argument("--layer", action="append", required=True, metavar="NAME", help="a layer to explain (repeat for several); see `probe layers MODEL`")
     solve.add_argument("--corpus", metavar="F", help="sentences (one per line) for the regularization")
     solve.add_argument("--seed", type=int, default=0, help="seed of the noise; a sentence's noise depends on the seed and the sentence alone")
-    solve.add_argument("--scale", type=float, help="the ceiling of sigma (default: 10 x the std of the word embeddings)")
+    solve.add_argument("--scale", type=float, help="the ceiling of sigma (default: 10 x the std of the perturbed embeddings)")
     solve.add_argument("--rate", type=float, default=0.1, help="weight of the log-sigma reward (default 0.1)")
     solve.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (under torchrun, cuda is each rank's GPU)")
 

@@ -195,7 +195,11 @@ class HookRunner:
             if name not in self._needed or (not self._clean and (self._seen[name] or call - 1 != self.chosen[name])):
                 return None
             if self._embedded is None:
-                raise LayerError(f"layer {name!r} runs before the embedding, so noise on the words cannot reach it; attach a later layer")
+                raise LayerError(
+                    f"layer {name!r} runs before the embedding module probe perturbs: either it comes before the word "
+                    "embeddings (attach a later layer), or the model calls another module for them than the one probe "
+                    "hooks (name the one its forward calls with embedding='name', e.g. 'encoder.embed_tokens')"
+                )
             value = self._selected(name, self.adapter.output(module, output, self._tokens))
             if not isinstance(value, torch.Tensor) or not value.is_floating_point():
                 raise LayerError(f"layer {name!r} gives {describe(value)}, not a float tensor; pass select= to pick a tensor from it")
