@@ -46,6 +46,8 @@ class HFAdapter(Adapter):
     (``attention_mask.cumsum(1) - 1``), as ``generate`` does, so a sentence's result does not
     depend on its padding.
 
+    >>> from transformers import LlamaConfig, LlamaModel
+    >>> config = LlamaConfig(vocab_size=64, hidden_size=16, intermediate_size=32, num_hidden_layers=2, num_attention_heads=2, num_key_value_heads=2)
     >>> probe.attach(LlamaModel(config), "layers.1").adapter.name
     'hf'
     """
