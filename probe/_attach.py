@@ -19,6 +19,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from ._functional import check_scale_rate, settings_from
+from ._noise import sentence_seeds
 from ._objective import as_regularization, feature_weights, full_weight
 from ._results import Explanation, Sweep
 from ._solver import solve
@@ -298,7 +299,7 @@ class attach:
                     weights,
                     scale=scale,
                     rate=rate,
-                    seeds=[seed + b for b in range(batch)],
+                    seeds=sentence_seeds(seed, x, mask, self.adapter.ids(inputs)),
                     settings=settings,
                     progress=lambda step: bar.update(1),
                 )

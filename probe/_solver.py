@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from . import _noise
 from ._objective import penalty
 
 MOVED = 0.15
@@ -108,7 +109,7 @@ def solve(
     """
     B, n, K = x.shape
     targets = [
-        _Target(b, o, token_mask[b].bool(), _generator(seeds[b], o, x.device), torch.zeros(n, device=x.device))
+        _Target(b, o, token_mask[b].bool(), _noise.generator(seeds[b], 0, x.device), torch.zeros(n, device=x.device))
         for b in range(B)
         for o in range(len(clean))
     ]
@@ -127,12 +128,6 @@ def solve(
     ]
 
 
-def _generator(seed: int, salt: int, device: torch.device) -> torch.Generator:
-    g = torch.Generator(device=device)
-    g.manual_seed((int(seed) * 1_000_003 + salt) % (2**63))
-    return g
-
-
 def _rows_of_energy(out: torch.Tensor, clean: torch.Tensor, weight: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     """The weighted squared change ``sum(W * (out - s)**2)`` of each row: [R]."""
     diff = (out - clean[rows]).square() * weight[rows]
@@ -146,13 +141,11 @@ def _linear_start(forward, x, token_mask, clean, weights, targets, scale, rate, 
     step = settings.probe_step * scale
     rows, tokens, deltas = [], [], []
     for b in range(B):
-        g = _generator(seeds[b], 7919, x.device)
-        for i in torch.nonzero(token_mask[b]).flatten().tolist():
-            directions = torch.randn(K, k, generator=g, device=x.device, dtype=x.dtype)
-            q, _ = torch.linalg.qr(directions)
-            deltas.append(q.T[:k] * (math.sqrt(K) * step))
-            rows += [b] * k
-            tokens += [i] * k
+        real = torch.nonzero(token_mask[b]).flatten().tolist()
+        g = _noise.generator(seeds[b], _noise.DIRECTIONS, x.device)
+        deltas.append(_noise.directions(g, len(real), K, k, x).reshape(-1, K) * step)
+        rows += [b] * (k * len(real))
+        tokens += [i for i in real for _ in range(k)]
     rows_t = torch.tensor(rows, device=x.device)
     tokens_t = torch.tensor(tokens, device=x.device)
     delta = torch.cat(deltas)
@@ -224,7 +217,7 @@ def _sample_gradients(forward, x, clean, weight, output, group, samples, chunk):
     """Gradient of the data term with respect to ``log sigma`` of each target, and the data term, from
     ``samples`` fresh Gaussian draws per target pushed through the model in chunks."""
     n, K = x.shape[1:]
-    z = torch.cat([_noise(t, samples, n, K, x) for t in group])
+    z = torch.cat([_noise.gaussian(t.generator, samples, t.tokens, K, x) for t in group])
     rows = torch.tensor([t.sentence for t in group], device=x.device).repeat_interleave(samples)
     owner = torch.arange(len(group), device=x.device).repeat_interleave(samples)
     log_sigma = torch.stack([t.log_sigma for t in group]).detach().requires_grad_(True)
@@ -234,23 +227,13 @@ def _sample_gradients(forward, x, clean, weight, output, group, samples, chunk):
         sl = slice(start, start + chunk)
         r, who = rows[sl], owner[sl]
         with torch.enable_grad():
-            xb = x[r] + torch.exp(log_sigma)[who][:, :, None] * z[sl]
+            xb = _noise.noisy(x[r], torch.exp(log_sigma)[who], z[sl])
             (out,) = forward(r, xb, [output])
             energy = _rows_of_energy(out, clean, weight, r)
             (g,) = torch.autograd.grad(energy.sum() / samples, log_sigma)
         grads += g
         data.index_add_(0, who, energy.detach().to(torch.float64) / samples)
     return grads, data
-
-
-def _noise(t: _Target, samples: int, n: int, K: int, x: torch.Tensor) -> torch.Tensor:
-    """Gaussian noise on the target's real tokens only, zero on padding: [samples, n, K].
-
-    Drawn for the real tokens alone, so a sentence gets the same noise padded or not.
-    """
-    z = torch.zeros(samples, n, K, device=x.device, dtype=x.dtype)
-    z[:, t.tokens] = torch.randn(samples, int(t.tokens.sum()), K, generator=t.generator, device=x.device, dtype=x.dtype)
-    return z
 
 
 def _average(t: _Target, energy: torch.Tensor) -> None:

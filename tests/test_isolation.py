@@ -112,13 +112,13 @@ COMPANIONS = {
 
 @pytest.mark.parametrize("texts", COMPANIONS.values(), ids=COMPANIONS.keys())
 def test_a_sentence_does_not_depend_on_its_batch(bert, tokenizer, texts):
-    """Sentence b of a batch has seed + b: alone with that seed it gives the same sigma up to float32
-    rounding. Observed: bit-equal in four of these cases, 1.3e-7 relative apart in the fifth (a longer
+    """A sentence's noise comes from the seed and the sentence itself: alone with the same seed it gives
+    the same sigma up to float32 rounding. Observed: bit-equal in four of these cases, 1.3e-7 relative apart in the fifth (a longer
     sentence first: the batched matmuls sum in another order)."""
     b = texts.index(A)
     with probe.attach(bert, LAYERS) as p:
         batch = p.explain(tokenizer(texts, return_tensors="pt", padding=True), seed=10, **FAST)
-        alone = p.explain(tokenizer(A, return_tensors="pt"), seed=10 + b, **FAST)
+        alone = p.explain(tokenizer(A, return_tensors="pt"), seed=10, **FAST)
     assert batch[b].words == alone.words
     assert torch.allclose(batch[b].sigma, alone.sigma, rtol=1e-5, atol=0)
 
@@ -131,7 +131,7 @@ def test_a_per_token_model_is_bit_identical_in_any_batch():
     padded = torch.tensor([[4, 4, 4, 4, 4, 4, 4, 4], [3, 7, 1, 12, 5, 9, 0, 0]])
     with probe.attach(model, "block") as p:
         batch = p.explain(padded, seed=0, **FAST)
-        alone = p.explain(ids, seed=1, **FAST)
+        alone = p.explain(ids, seed=0, **FAST)
     assert torch.equal(batch[1].sigma, alone.sigma)
 
 
