@@ -5,14 +5,19 @@ Two stages, both batched over every sentence and every explained layer at once:
 1. A linearised start. For small noise ``Phi(x + eps) - s ~ J eps``, so the data term separates per
    token as ``sum_i a_i sigma_i**2``, minimised at ``sigma_i = sqrt(rate / (2 n a_i))``. ``a_i`` is
    estimated by perturbing token ``i`` alone along a few orthogonal random directions, all tokens in
-   one forward pass, no backward pass.
+   one forward pass, no backward pass. An output of at most ``JACOBIAN_MAX`` elements (a logit, a
+   neuron, a projection) gets its exact Jacobian instead, one backward pass per element.
 2. Refinement on the true objective. Each step pushes ``samples`` Gaussian draws through ``Phi`` as
-   one batch and back-propagates to ``log sigma``. A token's gradient ``g_i`` gives its effective
-   energy ``a_i = g_i / (2 sigma_i**2)``; a running average of it is the fixed point
-   ``sigma_i = sqrt(rate / (2 n a_i))`` (a Newton step in ``log sigma`` for the quadratic model).
-   The fixed point holds exactly where the gradient of the seed's objective is zero, so this
-   converges to the seed's optimum, not to a surrogate. It stops when the standard error of every
-   token's averaged energy falls below ``tol``.
+   one batch and back-propagates to a per-sample ``log sigma``. A token's gradient ``g_i`` gives its
+   effective energy ``a_i = g_i / (2 sigma_i**2)``; the mean of these per-sample energies is the
+   fixed point ``sigma_i = sqrt(rate / (2 n a_i))`` (a Newton step in ``log sigma`` for the
+   quadratic model). The fixed point holds exactly where the gradient of the seed's objective is
+   zero, so this converges to the seed's optimum, not to a surrogate. It stops when sigma's relative
+   standard error (from the per-sample spread, root-mean-square over the tokens) is below ``tol``.
+   For a small output the other tokens' noise dominates each token's gradient (cross terms); the
+   exact Jacobian's first-order model, whose sampled gradient carries the same cross terms and whose
+   mean is known, is subtracted as a control variate, and a target whose precision lags draws more
+   samples per step.
 """
 
 from __future__ import annotations
@@ -256,22 +261,25 @@ def _refine(forward, x, clean, weights, active, scale, rate, settings, chunk) ->
             sigma2 = torch.exp(2 * t.log_sigma.to(torch.float64))
             loss = data[j] + penalty(t.log_sigma.to(torch.float64), t.tokens, scale, rate)
             _average(t, grads[j] / (2 * sigma2))
-            _move(t, _fixed_point(t.energy_sum / t.count.clamp_min(1), t.tokens, scale, rate).to(x.dtype), math.log(settings.max_move), scale)
+            _move(t, _fixed_point(t.energy_sum / t.count.clamp_min(1), t.tokens, scale, rate).to(x.dtype), math.log(settings.max_move), scale, rate)
             t.curve.append(float(loss))
             t.steps += 1
-            error = _standard_error(t, scale, 2 * settings.samples)
+            error = _standard_error(t, scale, rate, 2 * settings.samples)
             t.converged = t.steps >= settings.min_steps and error < settings.tol
             t.samples = _grown(t, samples, error, settings)
 
 
 def _grown(t: _Target, samples: int, error: float, settings: SolverSettings) -> int:
     """Samples per step for the next step: doubled while the samples still needed to reach ``tol``
-    (the standard error falls as one over the square root of their number) exceed ``GROW_AFTER`` steps."""
+    (the standard error falls as one over the square root of their number) exceed ``GROW_AFTER``
+    steps, unless even ``max_samples`` per step could not reach it within ``max_steps``: then the
+    solve stays cheap and ends unconverged."""
     if t.converged or not math.isfinite(error) or samples >= settings.max_samples:
         return samples
     held = float(t.count[t.tokens].min())
     needed = held * ((error / settings.tol) ** 2 - 1)
-    return min(2 * samples, settings.max_samples) if needed > GROW_AFTER * samples else samples
+    reachable = needed <= (settings.max_steps - t.steps) * settings.max_samples
+    return min(2 * samples, settings.max_samples) if reachable and needed > GROW_AFTER * samples else samples
 
 
 def _sample_gradients(forward, x, clean, weight, output, group, samples, chunk):
@@ -326,7 +334,7 @@ def _average(t: _Target, energies: torch.Tensor) -> None:
     t.count = t.count + energies.shape[0]
 
 
-def _move(t: _Target, target: torch.Tensor, max_log_move: float, scale: float) -> None:
+def _move(t: _Target, target: torch.Tensor, max_log_move: float, scale: float, rate: float) -> None:
     """Steps log sigma toward the fixed point, at most ``max_log_move`` per step.
 
     The energy depends on sigma where the model saturates, so a token's average is only valid near
@@ -337,29 +345,32 @@ def _move(t: _Target, target: torch.Tensor, max_log_move: float, scale: float) -
     step = (target - t.log_sigma).clamp(-max_log_move, max_log_move)
     t.log_sigma = t.log_sigma + step
     drift = (t.log_sigma - t.anchor).abs().to(torch.float64)
-    restart = (drift > MOVED) & (drift > 2 * _relative_errors(t))
+    restart = (drift > MOVED) & (drift > 2 * _relative_errors(t, scale, rate))
     t.energy_sum, t.energy_sq, t.count = (torch.where(restart, 0.0, v) for v in (t.energy_sum, t.energy_sq, t.count))
     t.anchor = torch.where(restart, t.log_sigma, t.anchor)
 
 
-def _relative_errors(t: _Target) -> torch.Tensor:
-    """Each token's relative standard error of sigma (half that of its mean energy); inf with < 2 samples."""
+def _relative_errors(t: _Target, scale: float, rate: float) -> torch.Tensor:
+    """Each token's standard error of log sigma: half the width of the sigma interval that the mean
+    energy plus or minus one standard error maps to through the fixed point, capped at the ceiling.
+    Mid-range, about half the energy's relative error; a token whose energy is surely too small to
+    pull it below the ceiling has none. Inf with fewer than 2 samples."""
     count = t.count.clamp_min(1)
     mean = t.energy_sum / count
     var = (t.energy_sq / count - mean.square()).clamp_min(0) * count / (count - 1).clamp_min(1)
-    rel = 0.5 * torch.sqrt(var / count) / mean.abs().clamp_min(1e-300)
-    return torch.where(t.count >= 2, rel, torch.full_like(rel, math.inf))
+    error = torch.sqrt(var / count)
+    high = _fixed_point(mean - error, t.tokens, scale, rate)
+    low = _fixed_point(mean + error, t.tokens, scale, rate)
+    return torch.where(t.count >= 2, (high - low) / 2, torch.full_like(mean, math.inf))
 
 
-def _standard_error(t: _Target, scale: float, fewest: int) -> float:
-    """Relative standard error of sigma, root-mean-square over the tokens below the ceiling; inf
-    while any of them holds fewer than ``fewest`` samples since its last restart."""
+def _standard_error(t: _Target, scale: float, rate: float, fewest: int) -> float:
+    """Relative standard error of sigma, root-mean-square over the real tokens; inf while a token
+    below the ceiling holds fewer than ``fewest`` samples since its last restart."""
     below = t.tokens & (t.log_sigma < math.log(scale) - 1e-6)
-    if not bool(below.any()):
-        return 0.0
     if bool((t.count[below] < fewest).any()):
         return math.inf
-    return float(_relative_errors(t)[below].square().mean().sqrt())
+    return float(_relative_errors(t, scale, rate)[t.tokens].square().mean().sqrt())
 
 
 def _solution(t: _Target, scale: float) -> Solution:
