@@ -18,6 +18,7 @@ from ._clean_pass import CleanPass, batch_weights, clean_pass, sentence_mean
 from ._checks import check_scale_rate, check_seed, check_words, settings_from
 from ._hooks import HookRunner, Select
 from ._model_state import as_tokenizer, check_loaded, device_of, running, tokenizer_beside
+from ._noise import sentence_seeds
 from ._objective import as_regularization, feature_weights
 from ._results import Explanation
 from ._scale import default_scale, flag_ceiling
@@ -189,7 +190,7 @@ class attach:
                     weights,
                     scale=scale,
                     rate=rate,
-                    seeds=[seed] * count,
+                    seeds=sentence_seeds(seed, clean.x, clean.mask, self.adapter.ids(inputs)),
                     settings=settings,
                     progress=lambda step: bar.update(1),
                 )

@@ -18,7 +18,7 @@ import torch
 
 from .errors import FileAccessError, InputError, ModelError, ProbeFileNotFoundError
 
-_WHOLE_AT_LEAST = {"samples": 1, "max_steps": 0, "min_steps": 0, "probes": 1, "memory": 1}
+_WHOLE_AT_LEAST = {"samples": 1, "max_samples": 1, "max_steps": 0, "min_steps": 0, "probes": 1, "memory": 1}
 """Integer solver settings and their smallest valid value."""
 _ABOVE = {"tol": 0.0, "probe_step": 0.0, "max_move": 1.0}
 """Real solver settings and the bound they must exceed."""
@@ -106,6 +106,8 @@ def check_settings(settings) -> None:
         number = _real(value)
         if number is None or not (bound < number < math.inf):
             raise InputError(f"{name} must be a finite number > {bound:g}, got {_shown(value)}")
+    if settings.max_samples < settings.samples:
+        raise InputError(f"max_samples ({settings.max_samples}) must be at least samples ({settings.samples}); raise max_samples or lower samples")
 
 
 def settings_from(kwargs: dict, settings_type: type):
@@ -119,9 +121,7 @@ def settings_from(kwargs: dict, settings_type: type):
     unknown = set(kwargs) - known
     if unknown:
         raise InputError(f"unknown solver setting(s) {sorted(unknown)}; the settings are {sorted(known)}")
-    settings = settings_type(**kwargs)
-    check_settings(settings)
-    return settings
+    return settings_type(**kwargs)  # its __post_init__ runs check_settings
 
 
 def _real(value) -> float | None:
@@ -200,13 +200,29 @@ def checked_phi(phi: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.
     >>> checked_phi(lambda x: x.sum())(torch.ones(2, 3))
     tensor([6.])
     """
+    vector = vector_phi(phi)
+
+    def checked(x: torch.Tensor) -> torch.Tensor:
+        out = vector(x)
+        if isinstance(out, torch.Tensor) and out.is_floating_point() and not bool(torch.isfinite(out).all()):
+            raise ModelError("Phi gives NaN or inf for x or a noisy copy of it (it overflows); pass a smaller scale=, or a Phi that stays finite")
+        return out
+
+    return checked
+
+
+def vector_phi(phi: Callable[[torch.Tensor], torch.Tensor]) -> Callable[[torch.Tensor], torch.Tensor]:
+    """``phi`` with a single number (0-d) returned as one feature; nothing data-dependent, so it
+    still vectorises with ``torch.func.vmap``.
+
+    >>> vector_phi(lambda x: x.sum())(torch.ones(2, 3))
+    tensor([6.])
+    """
     if not callable(phi):
         raise InputError(f"Phi must be a function of x that returns the hidden state, got {type(phi).__name__}")
 
-    def checked(x: torch.Tensor) -> torch.Tensor:
+    def vector(x: torch.Tensor) -> torch.Tensor:
         out = phi(x)
-        if isinstance(out, torch.Tensor) and out.is_floating_point() and not bool(torch.isfinite(out).all()):
-            raise ModelError("Phi gives NaN or inf for x or a noisy copy of it (it overflows); pass a smaller scale=, or a Phi that stays finite")
         return out.reshape(1) if isinstance(out, torch.Tensor) and out.ndim == 0 else out
 
-    return checked
+    return vector

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import torch
@@ -12,18 +13,50 @@ Phi = Callable[[torch.Tensor], torch.Tensor]
 
 
 def batched(phi: Phi, is_batched: bool) -> Callable[[torch.Tensor], torch.Tensor]:
-    """``[R, n, K] -> [R, ...]``: ``phi`` itself when ``is_batched``, else ``phi`` on each row in turn.
+    """``[R, n, K] -> [R, ...]``: ``phi`` itself when ``is_batched``, else ``phi`` vectorised over the
+    rows with ``torch.func.vmap`` where it allows, else ``phi`` on each row in turn.
 
-    A loop is exact for any ``phi``; a ``phi`` that takes a batch of noisy copies runs them as one
-    batch, which is far faster for a real model (``batched_phi=True``).
+    A batch of noisy copies through one call is far faster for a real model than a Python loop.
     """
-    if is_batched:
-        return phi
+    return phi if is_batched else AutoBatched(phi)
 
-    def looped(xb: torch.Tensor) -> torch.Tensor:
-        return torch.stack([phi(row) for row in xb])
 
-    return looped
+class AutoBatched:
+    """A one-sentence ``phi`` on a batch of rows: vmapped, or looped where vmap fails.
+
+    The choice is made once, on the first call: ``vmap(phi)`` of one row must run and agree with
+    ``phi`` of that row (a ``phi`` with data-dependent control flow, ``.item()``, in-place writes to
+    its input or random draws cannot be vmapped); otherwise every call loops, exact for any ``phi``.
+
+    >>> AutoBatched(lambda x: W @ x)(torch.randn(8, 5, 256)).shape
+    torch.Size([8, 256])
+    """
+
+    def __init__(self, phi: Phi) -> None:
+        self.phi = phi
+        self.vmapped: bool | None = None
+
+    def __call__(self, xb: torch.Tensor) -> torch.Tensor:
+        if self.vmapped is None:
+            self.vmapped = self._vmap_works(xb)
+        if self.vmapped:
+            with warnings.catch_warnings():
+                warnings.filterwarnings("ignore", message=".*batching rule.*")
+                return torch.func.vmap(self.phi)(xb)
+        return torch.stack([self.phi(row) for row in xb])
+
+    def _vmap_works(self, xb: torch.Tensor) -> bool:
+        try:
+            with torch.no_grad(), warnings.catch_warnings():
+                warnings.simplefilter("ignore")
+                got = torch.func.vmap(self.phi)(xb[:1])
+                want = self.phi(xb[0])
+        except Exception:  # whatever vmap cannot trace: the loop runs it instead
+            return False
+        if not isinstance(got, torch.Tensor) or not isinstance(want, torch.Tensor) or got.shape[1:] != want.shape:
+            return False
+        tolerance = 1e-4 * float(want.detach().abs().max()) if want.numel() else 0.0
+        return bool(torch.allclose(got[0], want, rtol=1e-4, atol=tolerance))
 
 
 def hidden_state(phi: Phi, x: torch.Tensor) -> torch.Tensor:

@@ -5,14 +5,19 @@ Two stages, both batched over every sentence and every explained layer at once:
 1. A linearised start. For small noise ``Phi(x + eps) - s ~ J eps``, so the data term separates per
    token as ``sum_i a_i sigma_i**2``, minimised at ``sigma_i = sqrt(rate / (2 n a_i))``. ``a_i`` is
    estimated by perturbing token ``i`` alone along a few orthogonal random directions, all tokens in
-   one forward pass, no backward pass.
+   one forward pass, no backward pass. An output of at most ``JACOBIAN_MAX`` elements (a logit, a
+   neuron, a projection) gets its exact Jacobian instead, one backward pass per element.
 2. Refinement on the true objective. Each step pushes ``samples`` Gaussian draws through ``Phi`` as
-   one batch and back-propagates to ``log sigma``. A token's gradient ``g_i`` gives its effective
-   energy ``a_i = g_i / (2 sigma_i**2)``; a running average of it is the fixed point
-   ``sigma_i = sqrt(rate / (2 n a_i))`` (a Newton step in ``log sigma`` for the quadratic model).
-   The fixed point holds exactly where the gradient of the seed's objective is zero, so this
-   converges to the seed's optimum, not to a surrogate. It stops when the standard error of every
-   token's averaged energy falls below ``tol``.
+   one batch and back-propagates to a per-sample ``log sigma``. A token's gradient ``g_i`` gives its
+   effective energy ``a_i = g_i / (2 sigma_i**2)``; the mean of these per-sample energies is the
+   fixed point ``sigma_i = sqrt(rate / (2 n a_i))`` (a Newton step in ``log sigma`` for the
+   quadratic model). The fixed point holds exactly where the gradient of the seed's objective is
+   zero, so this converges to the seed's optimum, not to a surrogate. It stops when sigma's relative
+   standard error (from the per-sample spread, root-mean-square over the tokens) is below ``tol``.
+   For a small output the other tokens' noise dominates each token's gradient (cross terms); the
+   exact Jacobian's first-order model, whose sampled gradient carries the same cross terms and whose
+   mean is known, is subtracted as a control variate, and a target whose precision lags draws more
+   samples per step.
 """
 
 from __future__ import annotations
@@ -23,10 +28,17 @@ from dataclasses import dataclass, field
 
 import torch
 
+from . import _noise
+from ._checks import check_settings
 from ._objective import penalty
 
 MOVED = 0.15
 """A step in log sigma beyond this (about 16%) restarts the token's energy average."""
+GROW_AFTER = 10
+"""Further steps a target may need at its current samples per step before it draws twice as many."""
+JACOBIAN_MAX = 16
+"""Outputs of at most this many elements per sentence (a logit, a neuron, a projection) get their
+exact Jacobian from one backward pass per element and use it as a control variate (see ``_exact_start``)."""
 
 Forward = Callable[[torch.Tensor, torch.Tensor, Sequence[int]], Sequence[torch.Tensor]]
 
@@ -41,6 +53,9 @@ class SolverSettings:
 
     samples: int = 8
     """Gaussian noise samples per refinement step, pushed through Phi as one batch."""
+    max_samples: int = 64
+    """Most samples per step: a target whose precision would need more than ``GROW_AFTER`` further
+    steps draws twice as many per step, up to this many (one-number targets are far noisier)."""
     max_steps: int = 40
     """Most refinement steps."""
     max_move: float = 2.0
@@ -55,6 +70,9 @@ class SolverSettings:
     """Size of those perturbations, as a fraction of ``scale``."""
     memory: int = 2**30
     """Bytes of activations one backward chunk may keep; larger batches are split."""
+
+    def __post_init__(self) -> None:
+        check_settings(self)
 
     def as_metadata(self) -> dict[str, str]:
         return {f"solver.{k}": str(v) for k, v in self.__dict__.items()}
@@ -78,10 +96,15 @@ class _Target:
     tokens: torch.Tensor  # bool [n_pad], real tokens of the sentence
     generator: torch.Generator
     log_sigma: torch.Tensor  # [n_pad]
-    energy: torch.Tensor | None = None  # running average of a_i
-    energy_sq: torch.Tensor | None = None
-    count: torch.Tensor | None = None  # per token: energy estimates averaged since sigma last moved
+    energy_sum: torch.Tensor | None = None  # per token: sum of per-sample energy estimates since the last restart
+    energy_sq: torch.Tensor | None = None  # and of their squares
+    count: torch.Tensor | None = None  # and their number
+    anchor: torch.Tensor | None = None  # log sigma where each token's average began
+    jacobian: torch.Tensor | None = None  # [D, n, K] for a small output: its exact Jacobian at x
+    element_weight: torch.Tensor | None = None  # [D], the output's weight per element
+    linear: torch.Tensor | None = None  # [n] float64: the exact energy of the first-order model
     steps: int = 0
+    samples: int = 0  # noise samples per step, grown while the precision lags
     converged: bool = False
     curve: list[float] = field(default_factory=list)
 
@@ -108,12 +131,17 @@ def solve(
     """
     B, n, K = x.shape
     targets = [
-        _Target(b, o, token_mask[b].bool(), _generator(seeds[b], o, x.device), torch.zeros(n, device=x.device))
+        _Target(b, o, token_mask[b].bool(), _noise.generator(seeds[b], 0, x.device), torch.zeros(n, device=x.device))
         for b in range(B)
         for o in range(len(clean))
     ]
     chunk = _chunk_rows(forward, x, len(clean), settings.memory)
-    _linear_start(forward, x, token_mask, clean, weights, targets, scale, rate, seeds, settings, 4 * chunk)
+    small = [o for o, c in enumerate(clean) if c[0].numel() <= JACOBIAN_MAX]
+    for o in small:
+        _exact_start(forward, x, clean[o], weights[o], o, [t for t in targets if t.output == o], scale, rate, chunk)
+    probed = [o for o in range(len(clean)) if o not in small]
+    if probed:
+        _linear_start(forward, x, token_mask, clean, weights, targets, probed, scale, rate, seeds, settings, 4 * chunk)
     for step in range(settings.max_steps):
         active = [t for t in targets if not t.converged]
         if not active:
@@ -127,32 +155,24 @@ def solve(
     ]
 
 
-def _generator(seed: int, salt: int, device: torch.device) -> torch.Generator:
-    g = torch.Generator(device=device)
-    g.manual_seed((int(seed) * 1_000_003 + salt) % (2**63))
-    return g
-
-
 def _rows_of_energy(out: torch.Tensor, clean: torch.Tensor, weight: torch.Tensor, rows: torch.Tensor) -> torch.Tensor:
     """The weighted squared change ``sum(W * (out - s)**2)`` of each row: [R]."""
     diff = (out - clean[rows]).square() * weight[rows]
     return diff.reshape(diff.shape[0], -1).sum(1)
 
 
-def _linear_start(forward, x, token_mask, clean, weights, targets, scale, rate, seeds, settings, chunk) -> None:
-    """Sets every target's sigma from per-token energies measured one token at a time."""
+def _linear_start(forward, x, token_mask, clean, weights, targets, outputs, scale, rate, seeds, settings, chunk) -> None:
+    """Sets the sigma of every target of ``outputs`` from per-token energies measured one token at a time."""
     B, n, K = x.shape
     k = max(1, settings.probes)
     step = settings.probe_step * scale
     rows, tokens, deltas = [], [], []
     for b in range(B):
-        g = _generator(seeds[b], 7919, x.device)
-        for i in torch.nonzero(token_mask[b]).flatten().tolist():
-            directions = torch.randn(K, k, generator=g, device=x.device, dtype=x.dtype)
-            q, _ = torch.linalg.qr(directions)
-            deltas.append(q.T[:k] * (math.sqrt(K) * step))
-            rows += [b] * k
-            tokens += [i] * k
+        real = torch.nonzero(token_mask[b]).flatten().tolist()
+        g = _noise.generator(seeds[b], _noise.DIRECTIONS, x.device)
+        deltas.append(_noise.directions(g, len(real), K, k, x).reshape(-1, K) * step)
+        rows += [b] * (k * len(real))
+        tokens += [i for i in real for _ in range(k)]
     rows_t = torch.tensor(rows, device=x.device)
     tokens_t = torch.tensor(tokens, device=x.device)
     delta = torch.cat(deltas)
@@ -163,14 +183,44 @@ def _linear_start(forward, x, token_mask, clean, weights, targets, scale, rate, 
             r = rows_t[sl]
             xb = x[r].clone()
             xb[torch.arange(len(r), device=x.device), tokens_t[sl]] += delta[sl]
-            outs = forward(r, xb, range(len(clean)))
-            for o, out in enumerate(outs):
+            outs = forward(r, xb, outputs)
+            for o, out in zip(outputs, outs):
                 energies[o][sl] = _rows_of_energy(out, clean[o], weights[o], r).to(torch.float64)
-    for t in targets:
+    for t in (t for t in targets if t.output in outputs):
         mine = rows_t == t.sentence
         a = torch.zeros(n, dtype=torch.float64, device=x.device)
         a.index_add_(0, tokens_t[mine], energies[t.output][mine] / (k * step**2))
         t.log_sigma = _fixed_point(a, t.tokens, scale, rate).to(x.dtype)
+
+
+def _exact_start(forward, x, clean, weight, output, group, scale, rate, chunk) -> None:
+    """Sets each target's sigma from the exact Jacobian ``J`` [D, n, K] of its small output at x.
+
+    One backward pass per output element gives ``J``, hence the first-order energy
+    ``a_i = sum_d W_d |J_di|**2`` without sampling. The refinement keeps ``J`` as a control variate:
+    for a small output the sampled gradient of token ``i`` is dominated by the other tokens' noise
+    (cross terms), and the first-order model's own sampled gradient, whose mean is known exactly,
+    carries the same cross terms; subtracting it leaves only the nonlinear part's noise.
+    """
+    n, K = x.shape[1:]
+    D = clean[0].numel()
+    rows = torch.tensor([t.sentence for t in group], device=x.device).repeat_interleave(D)
+    element = torch.arange(D, device=x.device).repeat(len(group))
+    parts = []
+    for start in range(0, len(rows), chunk):
+        sl = slice(start, start + chunk)
+        xb = x[rows[sl]].clone().requires_grad_(True)
+        with torch.enable_grad():
+            (out,) = forward(rows[sl], xb, [output])
+            chosen = out.reshape(len(xb), -1)[torch.arange(len(xb), device=x.device), element[sl]]
+            (g,) = torch.autograd.grad(chosen.sum(), xb)
+        parts.append(g.detach())
+    jacobians = torch.cat(parts).reshape(len(group), D, n, K)
+    for t, jacobian in zip(group, jacobians):
+        t.jacobian = jacobian
+        t.element_weight = weight[t.sentence].reshape(-1)
+        t.linear = (jacobian.to(torch.float64).square().sum(-1) * t.element_weight.to(torch.float64)[:, None]).sum(0)
+        t.log_sigma = _fixed_point(t.linear, t.tokens, scale, rate).to(x.dtype)
 
 
 def _fixed_point(energy: torch.Tensor, tokens: torch.Tensor, scale: float, rate: float) -> torch.Tensor:
@@ -209,83 +259,122 @@ def _refine(forward, x, clean, weights, active, scale, rate, settings, chunk) ->
     """
     for o in sorted({t.output for t in active}):
         group = [t for t in active if t.output == o]
-        grads, data = _sample_gradients(forward, x, clean[o], weights[o], o, group, settings.samples, chunk)
+        samples = max(max(t.samples, settings.samples) for t in group)
+        grads, data = _sample_gradients(forward, x, clean[o], weights[o], o, group, samples, chunk)
         for j, t in enumerate(group):
             sigma2 = torch.exp(2 * t.log_sigma.to(torch.float64))
             loss = data[j] + penalty(t.log_sigma.to(torch.float64), t.tokens, scale, rate)
-            _average(t, grads[j].to(torch.float64) / (2 * sigma2))
-            _move(t, _fixed_point(t.energy, t.tokens, scale, rate).to(x.dtype), math.log(settings.max_move))
+            _average(t, grads[j] / (2 * sigma2))
+            _move(t, _fixed_point(t.energy_sum / t.count.clamp_min(1), t.tokens, scale, rate).to(x.dtype), math.log(settings.max_move), scale, rate)
             t.curve.append(float(loss))
             t.steps += 1
-            t.converged = t.steps >= settings.min_steps and _standard_error(t, scale) < settings.tol
+            error = _standard_error(t, scale, rate, 2 * settings.samples)
+            t.converged = t.steps >= settings.min_steps and error < settings.tol
+            t.samples = _grown(t, samples, error, settings)
+
+
+def _grown(t: _Target, samples: int, error: float, settings: SolverSettings) -> int:
+    """Samples per step for the next step: doubled while the samples still needed to reach ``tol``
+    (the standard error falls as one over the square root of their number) exceed ``GROW_AFTER``
+    steps, unless even ``max_samples`` per step could not reach it within ``max_steps``: then the
+    solve stays cheap and ends unconverged."""
+    if t.converged or not math.isfinite(error) or samples >= settings.max_samples:
+        return samples
+    held = float(t.count[t.tokens].min())
+    needed = held * ((error / settings.tol) ** 2 - 1)
+    reachable = needed <= (settings.max_steps - t.steps) * settings.max_samples
+    return min(2 * samples, settings.max_samples) if reachable and needed > GROW_AFTER * samples else samples
 
 
 def _sample_gradients(forward, x, clean, weight, output, group, samples, chunk):
-    """Gradient of the data term with respect to ``log sigma`` of each target, and the data term, from
-    ``samples`` fresh Gaussian draws per target pushed through the model in chunks."""
+    """Per-sample gradients of the data term with respect to ``log sigma`` [targets, samples, n] and
+    the data term of each target, from ``samples`` fresh Gaussian draws per target pushed through
+    the model in chunks."""
     n, K = x.shape[1:]
-    z = torch.cat([_noise(t, samples, n, K, x) for t in group])
+    z = torch.cat([_noise.gaussian(t.generator, samples, t.tokens, K, x) for t in group])
     rows = torch.tensor([t.sentence for t in group], device=x.device).repeat_interleave(samples)
     owner = torch.arange(len(group), device=x.device).repeat_interleave(samples)
-    log_sigma = torch.stack([t.log_sigma for t in group]).detach().requires_grad_(True)
-    grads = torch.zeros_like(log_sigma)
+    log_sigma = torch.stack([t.log_sigma for t in group]).detach()
+    grads = torch.zeros(len(rows), n, dtype=torch.float64, device=x.device)
     data = torch.zeros(len(group), dtype=torch.float64, device=x.device)
     for start in range(0, len(rows), chunk):
         sl = slice(start, start + chunk)
         r, who = rows[sl], owner[sl]
+        per_row = log_sigma[who].requires_grad_(True)  # one leaf per sample: per-sample gradients
         with torch.enable_grad():
-            xb = x[r] + torch.exp(log_sigma)[who][:, :, None] * z[sl]
+            xb = _noise.noisy(x[r], torch.exp(per_row), z[sl])
             (out,) = forward(r, xb, [output])
             energy = _rows_of_energy(out, clean, weight, r)
-            (g,) = torch.autograd.grad(energy.sum() / samples, log_sigma)
-        grads += g
+            (g,) = torch.autograd.grad(energy.sum(), per_row)
+        grads[sl] = g.to(torch.float64)
         data.index_add_(0, who, energy.detach().to(torch.float64) / samples)
+    grads = grads.reshape(len(group), samples, n)
+    if group[0].jacobian is not None:
+        _subtract_first_order(group, log_sigma, z, samples, grads, data)
     return grads, data
 
 
-def _noise(t: _Target, samples: int, n: int, K: int, x: torch.Tensor) -> torch.Tensor:
-    """Gaussian noise on the target's real tokens only, zero on padding: [samples, n, K].
-
-    Drawn for the real tokens alone, so a sentence gets the same noise padded or not.
-    """
-    z = torch.zeros(samples, n, K, device=x.device, dtype=x.dtype)
-    z[:, t.tokens] = torch.randn(samples, int(t.tokens.sum()), K, generator=t.generator, device=x.device, dtype=x.dtype)
-    return z
-
-
-def _average(t: _Target, energy: torch.Tensor) -> None:
-    """Running mean of each token's energy estimates since its sigma last moved."""
-    if t.energy is None:
-        t.energy, t.energy_sq, t.count = energy.clone(), energy.square(), torch.ones_like(energy)
-        return
-    fresh = t.count == 0
-    t.count = t.count + 1
-    t.energy = torch.where(fresh, energy, t.energy + (energy - t.energy) / t.count)
-    t.energy_sq = torch.where(fresh, energy.square(), t.energy_sq + (energy.square() - t.energy_sq) / t.count)
+def _subtract_first_order(group, log_sigma, z, samples, grads, data) -> None:
+    """The control variate: minus the first-order model's sampled gradient and data term, plus their
+    exact means (``2 sigma_i**2 a_i`` and ``sum_i sigma_i**2 a_i``). Unbiased whatever ``J``."""
+    for j, t in enumerate(group):
+        sigma = torch.exp(log_sigma[j])
+        step = sigma[None, :, None] * z[j * samples : (j + 1) * samples]  # [S, n, K]
+        change = torch.einsum("dik,sik->sd", t.jacobian, step)  # the first-order output change
+        weighted = change * t.element_weight[None]
+        per_token = torch.einsum("sd,dik,sik->si", weighted, t.jacobian, step).to(torch.float64)
+        sigma2 = sigma.to(torch.float64).square()
+        grads[j] += (2 * sigma2 * t.linear)[None] - 2 * per_token
+        data[j] += float((sigma2 * t.linear).sum()) - float((weighted * change).sum()) / samples
 
 
-def _move(t: _Target, target: torch.Tensor, max_log_move: float) -> None:
+def _average(t: _Target, energies: torch.Tensor) -> None:
+    """Adds per-sample energy estimates [samples, n] to each token's sums since its last restart."""
+    if t.energy_sum is None:
+        t.energy_sum, t.energy_sq, t.count = (torch.zeros(energies.shape[1], dtype=torch.float64, device=energies.device) for _ in range(3))
+        t.anchor = t.log_sigma.clone()
+    t.energy_sum = t.energy_sum + energies.sum(0)
+    t.energy_sq = t.energy_sq + energies.square().sum(0)
+    t.count = t.count + energies.shape[0]
+
+
+def _move(t: _Target, target: torch.Tensor, max_log_move: float, scale: float, rate: float) -> None:
     """Steps log sigma toward the fixed point, at most ``max_log_move`` per step.
 
-    The energy depends on sigma where the model saturates, so the estimates of a token whose sigma
-    moved by more than its noise (``MOVED``) are dropped: its average starts again there.
+    The energy depends on sigma where the model saturates, so a token's average is only valid near
+    where it was measured: once its sigma has drifted from where the average began by more than
+    ``MOVED`` and by more than twice sigma's standard error, the average starts again. Early, noisy
+    averages may move far; a precise one is kept to a neighbourhood as narrow as its precision.
     """
     step = (target - t.log_sigma).clamp(-max_log_move, max_log_move)
     t.log_sigma = t.log_sigma + step
-    t.count = torch.where(step.abs() > MOVED, torch.zeros_like(t.count), t.count)
+    drift = (t.log_sigma - t.anchor).abs().to(torch.float64)
+    restart = (drift > MOVED) & (drift > 2 * _relative_errors(t, scale, rate))
+    t.energy_sum, t.energy_sq, t.count = (torch.where(restart, 0.0, v) for v in (t.energy_sum, t.energy_sq, t.count))
+    t.anchor = torch.where(restart, t.log_sigma, t.anchor)
 
 
-def _standard_error(t: _Target, scale: float) -> float:
-    """Relative standard error of sigma, root-mean-square over the tokens below the ceiling."""
+def _relative_errors(t: _Target, scale: float, rate: float) -> torch.Tensor:
+    """Each token's standard error of log sigma: half the width of the sigma interval that the mean
+    energy plus or minus one standard error maps to through the fixed point, capped at the ceiling.
+    Mid-range, about half the energy's relative error; a token whose energy is surely too small to
+    pull it below the ceiling has none. Inf with fewer than 2 samples."""
+    count = t.count.clamp_min(1)
+    mean = t.energy_sum / count
+    var = (t.energy_sq / count - mean.square()).clamp_min(0) * count / (count - 1).clamp_min(1)
+    error = torch.sqrt(var / count)
+    high = _fixed_point(mean - error, t.tokens, scale, rate)
+    low = _fixed_point(mean + error, t.tokens, scale, rate)
+    return torch.where(t.count >= 2, (high - low) / 2, torch.full_like(mean, math.inf))
+
+
+def _standard_error(t: _Target, scale: float, rate: float, fewest: int) -> float:
+    """Relative standard error of sigma, root-mean-square over the real tokens; inf while a token
+    below the ceiling holds fewer than ``fewest`` samples since its last restart."""
     below = t.tokens & (t.log_sigma < math.log(scale) - 1e-6)
-    if not bool(below.any()):
-        return 0.0
-    count = t.count[below]
-    if bool((count < 3).any()):
+    if bool((t.count[below] < fewest).any()):
         return math.inf
-    var = (t.energy_sq - t.energy.square())[below].clamp_min(0) * count / (count - 1)
-    rel = 0.5 * torch.sqrt(var / count) / t.energy[below].abs().clamp_min(1e-300)
-    return float(rel.square().mean().sqrt())
+    return float(_relative_errors(t, scale, rate)[t.tokens].square().mean().sqrt())
 
 
 def _solution(t: _Target, scale: float) -> Solution:

@@ -101,7 +101,7 @@ def test_phi_that_is_not_a_function_is_refused():
         probe.explain("W @ x", X, scale=1.0)
 
 
-@pytest.mark.xfail(reason="lead: SolverSettings.__post_init__ calls probe._checks.check_settings (_solver.py)", strict=False)
+
 @pytest.mark.parametrize("change", [{"samples": 0}, {"max_move": 0.5}, {"tol": -1.0}, {"memory": "1GB"}])
 def test_solver_settings_built_directly_are_checked(change):
     with pytest.raises(InputError, match="must be"):

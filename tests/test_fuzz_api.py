@@ -1,6 +1,5 @@
 """Property-based: arguments of every wrong type and range, one at a time, on each public function;
-nothing but a ProbeError comes out (see tests/_fuzz.py for the tally). Tests marked xfail need the
-lead's part (checks inside _attach, _corpus, _results or _seed_api code this branch does not own)."""
+nothing but a ProbeError comes out (see tests/_fuzz.py for the tally)."""
 
 from __future__ import annotations
 
@@ -260,7 +259,6 @@ def BERT() -> nn.Module:
     return _BERT[0]
 
 
-@pytest.mark.xfail(reason="_seed_api owner: calculate_regularization checks its arguments (this branch edits only Interpreter.__init__)", strict=False)
 @FUZZ
 @given(
     st.one_of(

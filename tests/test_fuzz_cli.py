@@ -172,8 +172,8 @@ def test_show_prints_a_time_series(tmp_path, capsys):
     import probe
 
     exp = probe.Explanation(sigma=torch.tensor([0.1, 0.2]), words=["a", "b"], scale=0.5, rate=0.1, width=4, layer="l")
-    series = probe.TimeSeries.like(exp)
-    series.append(10, exp)
+    series = probe.TimeSeries.like([exp])
+    series.append(10, [exp])
     series.save(tmp_path / "t.safetensors")
     assert main(["show", str(tmp_path / "t.safetensors")]) == 0
     assert "10" in capsys.readouterr().out

@@ -17,7 +17,7 @@ from torch import nn
 import probe
 from probe import Interpreter, calculate_regularization
 
-ITERATIONS = 200  # the README's 5000 take ~20 s here; from the linearised start 200 already end within 1%
+ITERATIONS = 5000  # the README's number: the most steps; optimize stops at the optimum after a few
 
 
 def closed_form(W: torch.Tensor, regularization: np.ndarray, rate: float = 0.1) -> np.ndarray:
@@ -93,7 +93,7 @@ def test_explanation_of_the_interpreter(readme):
     interpreter, regularization, sigma, _ = readme
     exp = interpreter.explanation()
     assert np.array_equal(exp.sigma.numpy(), sigma) and exp.words == interpreter.words
-    assert exp.steps == ITERATIONS and len(exp.curve) == ITERATIONS
+    assert exp.converged and exp.steps == len(exp.curve) < 100
     assert exp.settings["lr"] == "0.5" and exp.width == 256
 
 

@@ -1,0 +1,175 @@
+"""Issue 11 benchmark: the solver's precision at defaults and its speed against the seed's algorithm.
+
+The case of bench_engine.py: all-MiniLM-L6-v2, the seed's sentence (14 tokens), scale 10 x the
+word-embedding std, rate 0.1, the regularization from benchmarks/corpus.txt. One run, 1 torch thread,
+medians. Sections (all by default, or name some):
+
+  precision  probe.explain at defaults on layers 1, 3 and 6 (seeds 0-2) against a high-precision
+             optimum: benchmarks/_reference.reference_optimum (Adam, 32 samples x 400 steps, cosine
+             learning rate, logits averaged over the last third) warm-started from the linearised
+             start; stored in benchmarks/optimum.json (--recompute to compute it again, ~20 min)
+  speed      the seed's algorithm on layer 3 (5000 single-sample steps) against probe on one layer
+             and on the 6-layer sweep (probe.attach), each also as a ratio to the one-forward limit:
+             one no-grad forward pass of the n x 4 perturbed copies the linearised start needs
+  paper      the paper's tutorial flow: Interpreter(x, Phi, ...).optimize(iteration=5000, lr=0.01)
+             with a hand-written one-sentence Phi on layer 3, against the seed's algorithm
+  base       a 12-layer sweep of a randomly initialised BERT-base-sized model at 20 tokens
+  corpus     probe.corpus throughput on 6 MiniLM layers (16 sentences, batches of 8)
+
+    .venv/bin/python benchmarks/bench_solver.py [precision speed paper base corpus] [--seed-runs 1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+import probe
+from _reference import CORPUS_PATH, SEED_SENTENCE, mean_relative_error, minilm_case, reference_optimum, seed_optimize
+
+OPTIMUM_PATH = Path(__file__).with_name("optimum.json")
+LAYERS = [f"encoder.layer.{i}" for i in range(6)]
+PROBES = 4
+
+
+def timed(fn):
+    start = time.perf_counter()
+    out = fn()
+    return time.perf_counter() - start, out
+
+
+def median_time(fn, runs: int) -> float:
+    fn()  # warm-up
+    return statistics.median(timed(fn)[0] for _ in range(runs))
+
+
+def limit(case) -> float:
+    """One no-grad forward of the n x 4 perturbed copies through the case's layers."""
+    xb = case.x[None].repeat(PROBES * case.x.shape[0], 1, 1)
+    with torch.no_grad():
+        return median_time(lambda: case.phi_batched(xb), 3)
+
+
+def optimum(layer: int, case, recompute: bool) -> np.ndarray:
+    stored = json.loads(OPTIMUM_PATH.read_text()) if OPTIMUM_PATH.exists() else {}
+    if recompute or str(layer) not in stored:
+        start = probe.explain(case.phi_batched, case.x, regularization=case.regularization, scale=case.scale, batched_phi=True, max_steps=0).sigma.numpy()
+        stored[str(layer)] = reference_optimum(case.x, case.phi_batched, case.scale, 0.1, case.regularization, samples=32, steps=400, init_sigma=start, seed=1).tolist()
+        OPTIMUM_PATH.write_text(json.dumps(stored, indent=1) + "\n")
+    return np.asarray(stored[str(layer)])
+
+
+def precision(args) -> None:
+    print("\n## precision at defaults (probe.explain, seeds 0-2) vs the high-precision optimum")
+    print("| layer | mean rel. error (median) | max rel. error (worst) | steps | converged | time (s) |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for layer in (1, 3, 6):
+        case = minilm_case(layer)
+        ref = optimum(layer, case, args.recompute)
+        runs = [timed(lambda s=s: probe.explain(case.phi_batched, case.x, regularization=case.regularization, scale=case.scale, batched_phi=True, seed=s)) for s in range(3)]
+        errors = [np.abs(e.sigma.numpy() / ref - 1) for _, e in runs]
+        print(f"| {layer} | {100 * statistics.median(e.mean() for e in errors):.2f}% | {100 * max(e.max() for e in errors):.2f}% | "
+              f"{'/'.join(str(e.steps) for _, e in runs)} | {all(e.converged for _, e in runs)} | {statistics.median(t for t, _ in runs):.2f} |")
+
+
+_SEED: list[tuple[float, np.ndarray]] = []
+
+
+def seed_runs(case, runs: int) -> tuple[float, np.ndarray]:
+    """Median seconds of the seed's algorithm on layer 3 and its first sigma, measured once per process."""
+    if not _SEED:
+        _SEED.extend(timed(lambda s=s: seed_optimize(case.x, case.phi, case.scale, 0.1, case.regularization, seed=s)) for s in range(runs))
+    return statistics.median(t for t, _ in _SEED), _SEED[0][1]
+
+
+def speed(args) -> None:
+    case3, case6 = minilm_case(3), minilm_case(6)
+    encoded = case6.tokenizer(SEED_SENTENCE, return_tensors="pt")
+    inputs = [case6.tokenizer(line.strip(), return_tensors="pt") for line in CORPUS_PATH.read_text().splitlines() if line.strip()]
+    with probe.attach(case6.model, LAYERS[2]) as p:
+        reg = p.regularization(inputs)
+        one = median_time(lambda: p.explain(encoded, regularization=reg), args.runs)
+    with probe.attach(case6.model, LAYERS) as p:
+        regs = p.regularization(inputs)
+        six = median_time(lambda: p.explain(encoded, regularization=regs), args.runs)
+    limit3, limit6 = limit(case3), limit(case6)
+    paper, _ = seed_runs(case3, args.seed_runs)
+    print(f"\n## speed, MiniLM, {case3.x.shape[0]} tokens, 1 thread, medians")
+    print("| what | time (s) | x faster than the seed on layer 3 | x the one-forward limit |")
+    print("|---|---:|---:|---:|")
+    print(f"| seed's algorithm, layer 3 (5000 steps) | {paper:.2f} | 1 | {paper / limit3:.0f} |")
+    print(f"| one-forward limit, layer 3 / 6 layers | {limit3:.3f} / {limit6:.3f} | | 1 |")
+    print(f"| probe, one layer (layer 3) | {one:.3f} | {paper / one:.0f} (bar 300) | {one / limit3:.2f} |")
+    print(f"| probe, 6-layer sweep | {six:.3f} | {paper / six:.0f} (bar 60) | {six / limit6:.2f} |")
+
+
+def paper_flow(args) -> None:
+    case = minilm_case(3)
+    ref = optimum(3, case, False)
+    paper, seed_sigma = seed_runs(case, args.seed_runs)
+
+    def tutorial(seed: int):
+        torch.manual_seed(seed)
+        interpreter = probe.Interpreter(x=case.x, Phi=case.phi, regularization=case.regularization.numpy(), scale=case.scale, words=case.words)
+        interpreter.optimize(iteration=5000, lr=0.01)
+        return interpreter
+
+    runs = [timed(lambda s=s: tutorial(s)) for s in range(args.runs)]
+    ours = statistics.median(t for t, _ in runs)
+    err = statistics.median(mean_relative_error(i.get_sigma(), ref) for _, i in runs)
+    print("\n## the paper's tutorial flow on layer 3 (hand-written one-sentence Phi)")
+    print(f"Interpreter.optimize(iteration=5000, lr=0.01): {ours:.2f} s (vmapped: {runs[0][1]._phi_b.vmapped}, "
+          f"steps {runs[0][1].explanation().steps}), error {100 * err:.2f}%; seed's algorithm {paper:.2f} s, "
+          f"error {100 * mean_relative_error(seed_sigma, ref):.2f}%; {paper / ours:.0f}x sooner (bar 10x)")
+
+
+def base(args) -> None:
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    model = BertModel(BertConfig()).eval()
+    ids = {"input_ids": torch.randint(1000, 30000, (1, 20)), "attention_mask": torch.ones(1, 20, dtype=torch.long)}
+    names = [f"encoder.layer.{i}" for i in range(12)]
+    with probe.attach(model, names) as p:
+        seconds, sweep = timed(lambda: p.explain(ids, scale=1.0))
+    steps = [sweep[n].steps for n in names]
+    print(f"\n## BERT-base-sized random model, 12-layer sweep, 20 tokens: {seconds:.1f} s (steps per layer {steps})")
+
+
+def corpus(args) -> None:
+    case = minilm_case(6)
+    sentences = [line.strip() for line in CORPUS_PATH.read_text().splitlines() if line.strip()][:16]
+    with probe.attach(case.model, LAYERS) as p:
+        reg = p.regularization([case.tokenizer(s, return_tensors="pt") for s in sentences])
+    seconds, _ = timed(lambda: probe.corpus(case.model, LAYERS, sentences, tokenizer=case.tokenizer, regularization=reg, batch_size=8))
+    print(f"\n## corpus throughput, 6 MiniLM layers, {len(sentences)} sentences in batches of 8: {len(sentences) / seconds:.2f} sentences/s")
+
+
+SECTIONS = {"precision": precision, "speed": speed, "paper": paper_flow, "base": base, "corpus": corpus}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("sections", nargs="*", help=f"sections to run, of {', '.join(SECTIONS)} (default: all)")
+    parser.add_argument("--runs", type=int, default=3, help="runs of probe per timing")
+    parser.add_argument("--seed-runs", type=int, default=1, help="runs of the seed's algorithm (~2 min each)")
+    parser.add_argument("--recompute", action="store_true", help="recompute the stored high-precision optima")
+    args = parser.parse_args()
+    unknown = set(args.sections) - set(SECTIONS)
+    if unknown:
+        parser.error(f"unknown section(s) {sorted(unknown)}; choose from {', '.join(SECTIONS)}")
+    torch.set_num_threads(1)
+    warnings.filterwarnings("ignore", category=UserWarning)
+    for name in args.sections or SECTIONS:
+        SECTIONS[name](args)
+
+
+if __name__ == "__main__":
+    main()
