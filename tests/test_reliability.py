@@ -519,3 +519,37 @@ def test_load_checks_a_sweep_against_its_metadata(tmp_path, change, message):
     _rewrite(path, **change)
     with pytest.raises(FileFormatError, match=message):
         probe.load(path)
+
+
+def test_a_plain_forward_in_another_thread_is_untouched_while_explain_runs():
+    """probe's hooks act only for the thread that is explaining: another thread's forward pass of the
+    same model gets the clean output, never the noisy copies or probe's private stop."""
+    model = toy()
+    with torch.no_grad():
+        clean = model(IDS)
+    inside, done = threading.Event(), threading.Event()
+    seen: list = []
+
+    def hold(h: torch.Tensor) -> torch.Tensor:
+        """The explaining thread's select: lets the other thread run the model meanwhile."""
+        inside.set()
+        done.wait(10)
+        return h
+
+    def other() -> None:
+        inside.wait(10)
+        try:
+            with torch.no_grad():
+                seen.append(model(IDS))
+        except BaseException as err:  # noqa: BLE001 - whatever escapes is the failure
+            seen.append(err)
+        finally:
+            done.set()
+
+    thread = threading.Thread(target=other)
+    thread.start()
+    with probe.attach(model, "block", select=hold) as p:
+        result = p.explain(IDS, scale=1.0, max_steps=0)
+    thread.join(20)
+    assert len(seen) == 1 and isinstance(seen[0], torch.Tensor), seen
+    assert torch.equal(seen[0], clean) and result.sigma.shape == (IDS.shape[1],)
