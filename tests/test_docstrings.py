@@ -21,7 +21,7 @@ import probe
 
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 FAST = dict(samples=4, max_steps=2)
-RESULTS = ("exp", "sweep", "result", "series")
+RESULTS = ("exp", "sweep", "result", "series", "interpreter")
 
 
 def _modules() -> list:
@@ -59,10 +59,26 @@ def namespace(minilm, tmp_path_factory) -> dict:
     series = probe.TimeSeries.like(probe.snapshot_batch(model, inputs, layers, scale=1.0, **FAST))
     for step in (0, 20):
         series.append(step, probe.snapshot_batch(model, inputs, layers, scale=1.0, **FAST))
+    toy = _seed_tutorial()
     return dict(
         probe=probe, torch=torch, np=np, warnings=warnings, model=model, tokenizer=tokenizer, minilm_path=minilm.path,
-        tmp=tmp, exp=exp, sweep=sweep, result=result, series=series, inputs=inputs, layers=layers,
+        tmp=tmp, exp=exp, sweep=sweep, result=result, series=series, inputs=inputs, layers=layers, **toy,
     )
+
+
+def _seed_tutorial() -> dict:
+    """The paper's tutorial: a linear Phi over 5 tokens of 256 features, its regularization, an Interpreter."""
+    torch.manual_seed(0)
+    W = torch.tensor([10.0, 20.0, 5.0, -20.0, -10.0])
+
+    def Phi(x):
+        return W @ x
+
+    x, words = torch.randn(5, 256) / 100, ["1", "2", "3", "4", "5"]
+    regularization = probe.calculate_regularization([torch.randn(5, 256) / 100 for _ in range(100)], Phi)
+    interpreter = probe.Interpreter(x=x, Phi=Phi, regularization=regularization, scale=1.0, words=words)
+    interpreter.optimize(iteration=500, lr=0.5)
+    return dict(W=W, Phi=Phi, x=x, words=words, regularization=regularization, interpreter=interpreter)
 
 
 @pytest.mark.parametrize("test", EXAMPLES, ids=[t.name for t in EXAMPLES])
