@@ -255,11 +255,14 @@ def _chunk_rows(forward: Forward, x: torch.Tensor, outputs: int, memory: int) ->
 def _refine(forward, x, clean, weights, active, scale, rate, settings, chunk) -> None:
     """One refinement step for every active target: new energies, new sigma, stopping test.
 
-    Targets are grouped by output, so each group's samples run only as deep as its own layer.
+    Targets are grouped by output, so each group's samples run only as deep as its own layer, and by
+    their samples per step, so a sentence draws as many as it needs itself, whatever its batch.
     """
-    for o in sorted({t.output for t in active}):
-        group = [t for t in active if t.output == o]
-        samples = max(max(t.samples, settings.samples) for t in group)
+    def drawn(t: _Target) -> int:
+        return max(t.samples, settings.samples)
+
+    for o, samples in sorted({(t.output, drawn(t)) for t in active}):
+        group = [t for t in active if t.output == o and drawn(t) == samples]
         grads, data = _sample_gradients(forward, x, clean[o], weights[o], o, group, samples, chunk)
         for j, t in enumerate(group):
             sigma2 = torch.exp(2 * t.log_sigma.to(torch.float64))
