@@ -181,6 +181,7 @@ class attach:
             word_ids = [self._word_ids(inputs, encoding, b, clean.mask[b]) if words is None else None for b in range(count)]
             regs = self._regularizations(regularization, clean.outputs)
             weights = [batch_weights(self.adapter, out, clean.mask, inverse) for out, inverse in zip(clean.outputs, self._inverses(regs))]
+            noise_seeds = sentence_seeds(seed, clean.x, clean.mask, self.adapter.ids(inputs))
             with tqdm(total=settings.max_steps, disable=not progress, desc="explain", unit="step") as bar:
                 solutions = solve(
                     lambda rows, xb, needed: self._runner.run(self.adapter.index(inputs, rows, count), xb, needed)[2],
@@ -190,13 +191,14 @@ class attach:
                     weights,
                     scale=scale,
                     rate=rate,
-                    seeds=sentence_seeds(seed, clean.x, clean.mask, self.adapter.ids(inputs)),
+                    seeds=noise_seeds,
                     settings=settings,
                     progress=lambda step: bar.update(1),
                 )
             flag_ceiling(solutions, self._runner.names, scale)
         meta = {**settings.as_metadata(), "seed": str(seed), "adapter": self.adapter.name, "model": _model_name(self.model)}
-        return [self._result(solutions[b], sentence_words[b], word_ids[b], clean, regs, scale, rate, meta) for b in range(count)]
+        # noise_seed: the sentence's own noise stream; probe.explain(..., seed=noise_seed) draws the same noise
+        return [self._result(solutions[b], sentence_words[b], word_ids[b], clean, regs, scale, rate, {**meta, "noise_seed": str(noise_seeds[b])}) for b in range(count)]
 
     def _result(self, solutions, words: list[str], word_ids, clean: CleanPass, regs, scale: float, rate: float, meta: dict):
         calls = self._runner.chosen

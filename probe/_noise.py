@@ -46,8 +46,10 @@ def sentence_seeds(seed: int, x: torch.Tensor, mask: torch.Tensor, ids: torch.Te
     """``sentence_seed`` of every sentence of a padded batch: from its real ``ids`` [B, n] when the
     inputs hold token ids, else from its real tokens' embeddings ``x`` [B, n, K].
 
-    >>> sentence_seeds(0, x, mask, ids=inputs["input_ids"])
-    [5305..., 1189...]
+    >>> ids = torch.tensor([[101, 7, 102, 0], [101, 7, 102, 0]])    # the same sentence twice, padded
+    >>> a, b = sentence_seeds(0, torch.zeros(2, 4, 8), ids != 0, ids=ids)
+    >>> a == b == sentence_seed(0, torch.tensor([101, 7, 102]))
+    True
     """
     mask = mask.bool()
     if ids is not None and tuple(ids.shape) == tuple(mask.shape):

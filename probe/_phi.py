@@ -28,6 +28,7 @@ class AutoBatched:
     ``phi`` of that row (a ``phi`` with data-dependent control flow, ``.item()``, in-place writes to
     its input or random draws cannot be vmapped); otherwise every call loops, exact for any ``phi``.
 
+    >>> W = torch.tensor([10., 20., 5., -20., -10.])
     >>> AutoBatched(lambda x: W @ x)(torch.randn(8, 5, 256)).shape
     torch.Size([8, 256])
     """
