@@ -29,8 +29,10 @@ with probe.attach(model, layers) as p:
     regularization = p.regularization(tokenizer(corpus, padding=True, return_tensors="pt"))
     sweep = p.explain(tokenizer(sentence, return_tensors="pt"), regularization=regularization)
 
-print(sweep.table())
+words = sweep.by_word(special=False)  # the words of the sentence, not the tokenizer's pieces
+print(words.table())
 Path("out").mkdir(exist_ok=True)
 sweep.plot("out/bert_layers.png")
 sweep.save("out/bert_layers.safetensors")
-print("wrote out/bert_layers.png and out/bert_layers.safetensors")
+words.to_html("out/bert_layers.html")  # one self-contained page: open it in a browser, or mail it
+print("wrote out/bert_layers.png, out/bert_layers.safetensors and out/bert_layers.html")

@@ -15,7 +15,7 @@ EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 @pytest.mark.parametrize(
     "script, written, printed",
     [
-        ("explain_bert.py", ["bert_layers.png", "bert_layers.safetensors"], ["layer encoder.layer.5", "memorable"]),
+        ("explain_bert.py", ["bert_layers.png", "bert_layers.safetensors", "bert_layers.html"], ["layer encoder.layer.5", "memorable"]),
         ("explain_lstm.py", ["lstm.png", "lstm.safetensors"], ["layer lstm", "accuracy"]),
         ("explain_cnn.py", ["cnn.png", "cnn.safetensors"], ["layer conv", "accuracy"]),
     ],
