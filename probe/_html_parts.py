@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from ._files import write_atomic
+from ._shade import FLOOR, kept
 
 # GnBu, the colours of probe's matplotlib plots: light = lost (sigma at the ceiling), dark = kept.
 _KEPT_STOPS = ((0.0, (247, 252, 240)), (0.25, (204, 235, 197)), (0.5, (123, 204, 196)), (0.75, (43, 140, 190)), (1.0, (8, 64, 129)))
@@ -88,13 +89,13 @@ def _colors(rgb: tuple[int, int, int]) -> tuple[str, str]:
 
 
 def kept_colors(relative_sigma: float) -> tuple[str, str]:
-    """Background and text colour for a word at ``sigma / scale``: light = lost (1), dark = kept (0).
+    """Background and text colour for a word at ``sigma / scale``: light = lost (1), dark = kept
+    (``_shade.FLOOR`` and below), on a log scale.
 
     >>> kept_colors(1.0), kept_colors(0.0)
     (('#f7fcf0', '#111111'), ('#084081', '#ffffff'))
     """
-    relative_sigma = float(relative_sigma)
-    return _kept_level(round(255 * min(max(relative_sigma, 0.0), 1.0)) if relative_sigma == relative_sigma else 255)
+    return _kept_level(round(255 * (1.0 - kept(relative_sigma))))
 
 
 @functools.lru_cache(maxsize=256)
@@ -154,14 +155,14 @@ def chip(word: str, relative: float, title: str) -> str:
 def legend() -> str:
     """The colour key: light = lost, dark = kept.
 
-    >>> "kept (0)" in legend()
+    >>> "kept (sigma/scale" in legend()
     True
     """
     stops = ", ".join("#{:02x}{:02x}{:02x} {:.0f}%".format(*c, 100 * t) for t, c in _KEPT_STOPS)
     return (
         '<div class="probe-legend"><span>lost (sigma/scale 1)</span>'
         f'<span class="probe-bar" style="background:linear-gradient(to right, {stops})"></span>'
-        "<span>kept (0)</span></div>"
+        f"<span>kept (sigma/scale {FLOOR:g} or less; log scale)</span></div>"
     )
 
 

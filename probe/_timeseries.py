@@ -19,7 +19,9 @@ import torch
 from . import _reading as read
 from ._files import setting_metadata, write_tensors
 from ._load import reads
+from ._plots import COLORBAR_LABEL
 from ._results import Explanation, check_pieces, piece_losses
+from ._shade import FLOOR
 from ._sweep import Sweep
 from ._views import Viewable
 from ._words import by_word
@@ -228,6 +230,7 @@ class TimeSeries(Viewable):
 
         >>> fig = series.plot(tmp / "timestamps.png")
         """
+        from matplotlib.colors import LogNorm
         from matplotlib.figure import Figure
 
         if not self.steps:
@@ -240,14 +243,14 @@ class TimeSeries(Viewable):
         for i, (words, relative) in enumerate(zip(self.words, self.relative_sigma)):
             for j, layer in enumerate(self.layers):
                 ax = axes[i][j]
-                image = ax.imshow(relative[:, j].T.numpy(), cmap="GnBu_r", aspect="auto", vmin=0.0, vmax=1.0, interpolation="nearest")
+                image = ax.imshow(relative[:, j].T.clamp(FLOOR, 1.0).numpy(), cmap="GnBu_r", aspect="auto", norm=LogNorm(vmin=FLOOR, vmax=1.0), interpolation="nearest")
                 ax.set_yticks(range(len(words)), labels=words if j == 0 else [""] * len(words))
                 ax.set_xticks(ticks, labels=[str(self.steps[t]) for t in ticks])
                 if i == 0:
                     ax.set_title(layer)
                 if i == rows - 1:
                     ax.set_xlabel("training step")
-        fig.colorbar(image, ax=axes, label="sigma / scale (dark = kept, 1 = lost)")
+        fig.colorbar(image, ax=axes, label=COLORBAR_LABEL)
         fig.suptitle("information per word across training")
         if path is not None:
             fig.savefig(path, dpi=120)

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.skipif(
 )
 PIL = pytest.importorskip("PIL.Image", reason="PIL reads the screenshots")
 
-LOST, KEPT = 0.5, 0.01  # sigma at scale 0.5: sigma/scale 1 and 0.02
+LOST, KEPT = 0.5, 0.0005  # sigma at scale 0.5: sigma/scale 1 and 0.001 (the darkest shade)
 
 
 def explanation(words=("lost", "kept"), sigma=(LOST, KEPT)) -> probe.Explanation:

@@ -16,7 +16,7 @@ from probe.errors import InputError, ProbeFileNotFoundError
 
 SETTINGS = {"model": "tiny-bert", "solver.samples": "8", "solver.max_steps": "40", "seed": "0", "adapter": "bert"}
 WORDS = ["[CLS]", "rare", "<b>&bird", "memo", "##rable", "[SEP]"]
-SIGMA = [0.5, 0.02, 0.3, 0.1, 0.45, 0.49]
+SIGMA = [0.5, 0.0006, 0.3, 0.1, 0.45, 0.49]
 
 
 class Parsed(HTMLParser):

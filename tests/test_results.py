@@ -137,8 +137,9 @@ def test_plot_is_the_word_heatmap(tmp_path):
     assert [t.get_text() for t in heatmap.get_xticklabels()] == WORDS
     assert [t.get_text() for t in heatmap.get_yticklabels()] == ["encoder.layer.2"]
     assert np.allclose(heatmap.images[0].get_array(), (exp.sigma / 0.5)[None].numpy())
-    assert heatmap.images[0].get_clim() == (0.0, 1.0), "the colours mean the same in every plot: 0 kept, 1 lost"
-    assert colorbar.get_ylabel() == "sigma / scale (dark = kept, 1 = lost)"
+    assert heatmap.images[0].get_clim() == (1e-3, 1.0), "the colours mean the same in every plot: 1e-3 and below kept, 1 lost"
+    assert type(heatmap.images[0].norm).__name__ == "LogNorm"
+    assert colorbar.get_ylabel() == "sigma / scale, log scale (dark = kept, 1 = lost)"
 
 
 def test_plot_with_a_path_writes_a_png(tmp_path):
