@@ -220,7 +220,7 @@ def test_inf_under_noise_names_the_layer_and_the_fix():
 def test_probe_explain_refuses_nan_under_noise_and_a_wrong_batched_shape():
     x = torch.randn(3, 4) / 100
     with pytest.raises(ModelError, match=r"Phi gives NaN or inf once noise is added to x.*smaller scale="):
-        probe.explain(lambda v: torch.exp(50 * v), x, scale=10.0, **FAST)
+        probe.explain(lambda v: torch.exp(50 * v), torch.randn(3, 8) / 100, scale=10.0, **FAST)  # > 16 numbers: probed start
     with pytest.raises(ModelError, match=r"Phi gave \(3, 4\) for a batch of .* noisy copies, expected .*batched_phi=True"):
         probe.explain(lambda v: v.sum(0), x, batched_phi=True, **FAST)
 
