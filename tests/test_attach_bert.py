@@ -63,6 +63,7 @@ def test_one_layer_gives_sigma_over_the_tokenizer_words(minilm, layer2):
 
 
 def test_hooks_build_the_phi_written_by_hand(minilm, layer2):
+    """The same noise through both paths: attach draws from the sentence's seed."""
     reg, exp = layer2
     seed = int(exp.settings["noise_seed"])  # the sentence's own noise stream, which probe.explain draws from its seed
     ref = probe.explain(hand_written_phi(minilm.model), embedded(minilm, SENTENCE), regularization=reg, scale=exp.scale, seed=seed, batched_phi=True, **FAST)
