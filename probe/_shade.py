@@ -24,4 +24,4 @@ def kept(relative_sigma: float) -> float:
         return 0.0
     if value <= FLOOR:
         return 1.0
-    return min(max(math.log(value) / math.log(FLOOR), 0.0), 1.0)
+    return min(1.0, max(0.0, math.log(value) / math.log(FLOOR)))
