@@ -80,7 +80,7 @@ def corpus(
     settings = {**settings_from(solver, SolverSettings).as_metadata(), "seed": str(seed), "batch_size": str(batch_size)}
     tokenizer = tokenizer if tokenizer is not None else tokenizer_beside(model)
     if tokenizer is None:
-        raise InputError("the model has no tokenizer beside it; pass tokenizer= (e.g. AutoTokenizer.from_pretrained(folder))")
+        raise InputError("the model has no tokenizer beside it; pass tokenizer= (e.g. AutoTokenizer.from_pretrained(folder, trust_remote_code=False))")
 
     with attach(model, names, tokenizer=tokenizer) as p:
         if regularization is None:
