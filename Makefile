@@ -21,6 +21,8 @@ demo: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/bench_engine.py
+	$(PY) benchmarks/bench_solver.py
+	$(PY) benchmarks/half_precision.py
 	$(PY) benchmarks/bench_attach.py
 	$(PY) benchmarks/bench_corpus.py
 	$(PY) benchmarks/bench_callback.py
