@@ -156,8 +156,7 @@ def check_output_file(path, option: str = "path") -> Path:
     folder = path.parent
     if not folder.is_dir():
         raise ProbeFileNotFoundError(f"the folder {str(folder)!r} of {option} {str(path)!r} does not exist; create it first")
-    if not os.access(folder, os.W_OK | os.X_OK):
-        raise FileAccessError(13, f"{option} {str(path)!r} cannot be written: no permission to write in {str(folder)!r}; choose another folder", str(path))
+    _check_writable(folder, option, path)
     return path
 
 
@@ -173,9 +172,14 @@ def check_output_folder(path, option: str = "folder") -> Path:
     existing = next(p for p in [path, *path.absolute().parents] if p.exists() or p == p.parent)
     if not existing.is_dir():
         raise InputError(f"{option} {str(path)!r} is under the file {str(existing)!r}; give a folder")
-    if not os.access(existing, os.W_OK | os.X_OK):
-        raise FileAccessError(13, f"{option} {str(path)!r} cannot be written: no permission in {str(existing)!r}; choose another folder", str(path))
+    _check_writable(existing, option, path)
     return path
+
+
+def _check_writable(folder: Path, option: str, path: Path) -> None:
+    """A FileAccessError unless files can be created in ``folder`` (where ``path`` would go)."""
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise FileAccessError(13, f"{option} {str(path)!r} cannot be written: no permission to write in {str(folder)!r}; choose another folder", str(path))
 
 
 def check_image_path(path, option: str = "plot") -> Path:

@@ -124,6 +124,9 @@ def _parser() -> argparse.ArgumentParser:
     solve.add_argument("--rate", type=float, default=0.1, help="weight of the log-sigma reward (default 0.1)")
     solve.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (under torchrun, cuda is each rank's GPU)")
 
+    words = _Parser(add_help=False)
+    words.add_argument("--by-word", action="store_true", help="merge word pieces into the words of the text")
+
     parser = _Parser(prog="probe", description="How much of each word a layer of an NLP model keeps (Guan et al., ICML 2019).")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
 
@@ -131,28 +134,25 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--text", help="also run the model once on this text and show each module's output shape")
     p.set_defaults(run=_layers)
 
-    p = commands.add_parser("explain", parents=[common, model, solve], help="per-word tables of sigma for some layers")
+    p = commands.add_parser("explain", parents=[common, model, solve, words], help="per-word tables of sigma for some layers")
     source = p.add_mutually_exclusive_group(required=True)
     source.add_argument("--text", help="the sentence to explain")
     source.add_argument("--file", help="a file of sentences, one per line, each explained")
     p.add_argument("--out", metavar="FILE.safetensors", help="save the result (FILE-i.safetensors for sentence i of several)")
     p.add_argument("--plot", metavar="FILE.png", help="draw the result (FILE-i.png for sentence i of several)")
     p.add_argument("--html", metavar="FILE.html", help="write the result as one self-contained HTML page (FILE-i.html for sentence i of several)")
-    p.add_argument("--by-word", action="store_true", help="merge word pieces into the words of the text")
     p.set_defaults(run=_explain)
 
-    p = commands.add_parser("show", parents=[common], help="print a saved result")
+    p = commands.add_parser("show", parents=[common, words], help="print a saved result")
     p.add_argument("file", metavar="FILE", help="a .safetensors file probe wrote")
     p.add_argument("--plot", metavar="FILE.png", help="also draw it")
     p.add_argument("--html", metavar="FILE.html", help="also write it as one self-contained HTML page")
-    p.add_argument("--by-word", action="store_true", help="merge word pieces into the words of the text")
     p.set_defaults(run=_show)
 
-    p = commands.add_parser("compare", parents=[common], help="the change in information per word between two saved results")
+    p = commands.add_parser("compare", parents=[common, words], help="the change in information per word between two saved results")
     p.add_argument("first", metavar="A", help="a .safetensors file probe wrote")
     p.add_argument("second", metavar="B", help="the same sentences explained by another checkpoint or layer")
     p.add_argument("--html", metavar="FILE.html", help="also write the comparison as one self-contained HTML page")
-    p.add_argument("--by-word", action="store_true", help="merge word pieces into the words of the text first")
     p.set_defaults(run=_compare)
 
     p = commands.add_parser("demo", parents=[common, budget], help="explain all six layers of a pretrained MiniLM")
