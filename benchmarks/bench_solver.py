@@ -10,13 +10,18 @@ medians. Sections (all by default, or name some):
              start; stored in benchmarks/optimum.json (--recompute to compute it again, ~20 min)
   speed      the seed's algorithm on layer 3 (5000 single-sample steps) against probe on one layer
              and on the 6-layer sweep (probe.attach), each also as a ratio to the one-forward limit:
-             one no-grad forward pass of the n x 4 perturbed copies the linearised start needs
+             one no-grad forward pass of the n x 4 perturbed copies that the first version's
+             linearised start needed (the issue's yardstick)
   paper      the paper's tutorial flow: Interpreter(x, Phi, ...).optimize(iteration=5000, lr=0.01)
              with a hand-written one-sentence Phi on layer 3, against the seed's algorithm
   base       a 12-layer sweep of a randomly initialised BERT-base-sized model at 20 tokens
   corpus     probe.corpus throughput on 6 MiniLM layers (16 sentences, batches of 8)
+  floor      the Monte Carlo floor: each token's per-sample spread of the energy estimate at the
+             optimum (64 draws, all tokens noisy), the draws that a per-token standard error of sigma
+             of 2% (RMS) and of 1.6% (every token) need, and what they cost in forward passes
+  tradeoff   probe.explain at tol 0.02 / 0.03 / 0.05 on layers 3 and 6: time against error
 
-    .venv/bin/python benchmarks/bench_solver.py [precision speed paper base corpus] [--seed-runs 1]
+    .venv/bin/python benchmarks/bench_solver.py [precision speed paper base corpus floor tradeoff] [--seed-runs 1]
 """
 
 from __future__ import annotations
@@ -51,7 +56,7 @@ def median_time(fn, runs: int) -> float:
 
 
 def limit(case) -> float:
-    """One no-grad forward of the n x 4 perturbed copies through the case's layers."""
+    """One no-grad forward of the n x 4 perturbed copies through the case's layers (issue 11's yardstick)."""
     xb = case.x[None].repeat(PROBES * case.x.shape[0], 1, 1)
     with torch.no_grad():
         return median_time(lambda: case.phi_batched(xb), 3)
@@ -152,7 +157,62 @@ def corpus(args) -> None:
     print(f"\n## corpus throughput, 6 MiniLM layers, {len(sentences)} sentences in batches of 8: {len(sentences) / seconds:.2f} sentences/s")
 
 
-SECTIONS = {"precision": precision, "speed": speed, "paper": paper_flow, "base": base, "corpus": corpus}
+def floor(args) -> None:
+    print("\n## the Monte Carlo floor at the optimum (64 draws, 1 thread)")
+    print("| layer | per-draw rel. spread (median / max over tokens) | draws for 2% RMS | draws for 1.6% every token | their cost, x the one-forward limit |")
+    print("|---|---:|---:|---:|---:|")
+    for layer in (1, 3, 6):
+        case = minilm_case(layer)
+        sigma = torch.tensor(optimum(layer, case, False), dtype=case.x.dtype)
+        spread = _energy_spread(case, sigma, 64)
+        rms = int(np.ceil((0.5 * np.sqrt(np.mean(spread**2)) / 0.02) ** 2))
+        every = int(np.ceil((0.5 * spread.max() / 0.016) ** 2))
+        xb = case.x[None].repeat(16, 1, 1)
+        per_draw = median_time(lambda: _forward_backward(case, xb), 3) / 16
+        cost = limit(case)
+        print(f"| {layer} | {np.median(spread):.2f} / {spread.max():.2f} | {rms} | {every} | {rms * per_draw / cost:.1f} / {every * per_draw / cost:.1f} |")
+
+
+def _forward_backward(case, xb: torch.Tensor) -> None:
+    """One refinement step's work for 16 draws: a forward pass and a backward pass to the input."""
+    x = xb.clone().requires_grad_(True)
+    torch.autograd.grad(case.phi_batched(x).square().sum(), [x])
+
+
+def _energy_spread(case, sigma: torch.Tensor, draws: int) -> np.ndarray:
+    """Relative standard deviation over draws of each token's energy estimate g_i / (2 sigma_i**2)."""
+    n, K = case.x.shape
+    with torch.no_grad():
+        clean = case.phi_batched(case.x[None])[0]
+    r = case.regularization.double()
+    weight = torch.where(r > 1e-6 * r.max(), 1 / r.clamp_min(1e-300) ** 2, torch.zeros_like(r)).to(clean.dtype) / clean.numel()
+    generator = torch.Generator().manual_seed(0)
+    estimates = []
+    for _ in range(draws // 16):
+        log_sigma = torch.log(sigma)[None].repeat(16, 1).requires_grad_(True)
+        noisy = case.x[None] + torch.exp(log_sigma)[..., None] * torch.randn(16, n, K, generator=generator)
+        energy = ((case.phi_batched(noisy) - clean).square() * weight).sum()
+        (g,) = torch.autograd.grad(energy, [log_sigma])
+        estimates.append((g / (2 * sigma**2)).double())
+    e = torch.cat(estimates)
+    return (e.std(0) / e.mean(0)).numpy()
+
+
+def tradeoff(args) -> None:
+    print("\n## precision against time: probe.explain at three tol (seeds 0-2, medians; max over seeds)")
+    print("| layer | tol | time (s) | mean rel. error | max rel. error | steps |")
+    print("|---|---:|---:|---:|---:|---|")
+    for layer in (3, 6):
+        case = minilm_case(layer)
+        ref = optimum(layer, case, False)
+        for tol in (0.02, 0.03, 0.05):
+            runs = [timed(lambda s=s: probe.explain(case.phi_batched, case.x, regularization=case.regularization, scale=case.scale, batched_phi=True, seed=s, tol=tol)) for s in range(3)]
+            errors = [np.abs(e.sigma.numpy() / ref - 1) for _, e in runs]
+            print(f"| {layer} | {tol} | {statistics.median(t for t, _ in runs):.2f} | {100 * statistics.median(e.mean() for e in errors):.2f}% | "
+                  f"{100 * max(e.max() for e in errors):.2f}% | {'/'.join(str(e.steps) for _, e in runs)} |")
+
+
+SECTIONS = {"precision": precision, "speed": speed, "paper": paper_flow, "base": base, "corpus": corpus, "floor": floor, "tradeoff": tradeoff}
 
 
 def main() -> None:

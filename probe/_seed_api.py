@@ -78,7 +78,7 @@ class Interpreter(nn.Module):
         log_ratio = torch.log(ratios[:, 0])
         return data + penalty(log_ratio + np.log(self.scale), torch.ones_like(log_ratio, dtype=torch.bool), self.scale, self.rate)
 
-    def optimize(self, iteration: int = 5000, lr: float = 0.01, show_progress: bool = False, samples: int = 8) -> None:
+    def optimize(self, iteration: int = 5000, lr: float = 0.01, show_progress: bool = False, samples: int = 16) -> None:
         """Fits sigma to the optimum of the seed's loss in at most ``iteration`` steps, stopping as
         soon as it is there.
 
@@ -86,7 +86,7 @@ class Interpreter(nn.Module):
         ``samples`` noise draws through ``Phi`` as one batch (``Phi`` is vectorised with
         ``torch.func.vmap`` when it allows, else called once per draw) and moves sigma to the
         fixed point of the loss's gradient, from the linearised start; the solve stops once
-        sigma's standard error is below 2% (``explanation().converged``), usually after tens of
+        sigma's standard error is below 2% (``explanation().converged``), usually after 3 to 15
         steps, so ``iteration`` is the most steps, not the number. ``lr`` is kept for the seed's
         signature and recorded; fixed-point steps need no learning rate. ``torch.manual_seed``
         before the call makes it reproducible, as in the seed.

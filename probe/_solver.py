@@ -51,7 +51,7 @@ class SolverSettings:
     SolverSettings(samples=32, ...)
     """
 
-    samples: int = 8
+    samples: int = 16
     """Gaussian noise samples per refinement step, pushed through Phi as one batch."""
     max_samples: int = 64
     """Most samples per step: a target whose precision would need more than ``GROW_AFTER`` further
@@ -60,11 +60,11 @@ class SolverSettings:
     """Most refinement steps."""
     max_move: float = 2.0
     """Largest factor by which one step may change a token's sigma (a trust region)."""
-    min_steps: int = 6
+    min_steps: int = 3
     """Fewest refinement steps before the stopping test may end the solve."""
     tol: float = 0.02
     """Stop when sigma's relative standard error (root-mean-square over the tokens) is below this."""
-    probes: int = 4
+    probes: int = 1
     """Random directions per token in the linearised start."""
     probe_step: float = 0.1
     """Size of those perturbations, as a fraction of ``scale``."""
@@ -99,7 +99,7 @@ class _Target:
     energy_sum: torch.Tensor | None = None  # per token: sum of per-sample energy estimates since the last restart
     energy_sq: torch.Tensor | None = None  # and of their squares
     count: torch.Tensor | None = None  # and their number
-    anchor: torch.Tensor | None = None  # log sigma where each token's average began
+    measured_at: torch.Tensor | None = None  # per token: sum over those samples of the log sigma each was drawn at
     jacobian: torch.Tensor | None = None  # [D, n, K] for a small output: its exact Jacobian at x
     element_weight: torch.Tensor | None = None  # [D], the output's weight per element
     linear: torch.Tensor | None = None  # [n] float64: the exact energy of the first-order model
@@ -334,27 +334,26 @@ def _subtract_first_order(group, log_sigma, z, samples, grads, data) -> None:
 def _average(t: _Target, energies: torch.Tensor) -> None:
     """Adds per-sample energy estimates [samples, n] to each token's sums since its last restart."""
     if t.energy_sum is None:
-        t.energy_sum, t.energy_sq, t.count = (torch.zeros(energies.shape[1], dtype=torch.float64, device=energies.device) for _ in range(3))
-        t.anchor = t.log_sigma.clone()
+        t.energy_sum, t.energy_sq, t.count, t.measured_at = (torch.zeros(energies.shape[1], dtype=torch.float64, device=energies.device) for _ in range(4))
     t.energy_sum = t.energy_sum + energies.sum(0)
     t.energy_sq = t.energy_sq + energies.square().sum(0)
     t.count = t.count + energies.shape[0]
+    t.measured_at = t.measured_at + energies.shape[0] * t.log_sigma.to(torch.float64)
 
 
 def _move(t: _Target, target: torch.Tensor, max_log_move: float, scale: float, rate: float) -> None:
     """Steps log sigma toward the fixed point, at most ``max_log_move`` per step.
 
     The energy depends on sigma where the model saturates, so a token's average is only valid near
-    where it was measured: once its sigma has drifted from where the average began by more than
-    ``MOVED`` and by more than twice sigma's standard error, the average starts again. Early, noisy
+    where it was measured: once its sigma is farther than ``MOVED`` and than twice sigma's standard
+    error from the mean log sigma its samples were drawn at, the average starts again. Early, noisy
     averages may move far; a precise one is kept to a neighbourhood as narrow as its precision.
     """
     step = (target - t.log_sigma).clamp(-max_log_move, max_log_move)
     t.log_sigma = t.log_sigma + step
-    drift = (t.log_sigma - t.anchor).abs().to(torch.float64)
+    drift = (t.log_sigma.to(torch.float64) - t.measured_at / t.count.clamp_min(1)).abs()
     restart = (drift > MOVED) & (drift > 2 * _relative_errors(t, scale, rate))
-    t.energy_sum, t.energy_sq, t.count = (torch.where(restart, 0.0, v) for v in (t.energy_sum, t.energy_sq, t.count))
-    t.anchor = torch.where(restart, t.log_sigma, t.anchor)
+    t.energy_sum, t.energy_sq, t.count, t.measured_at = (torch.where(restart, 0.0, v) for v in (t.energy_sum, t.energy_sq, t.count, t.measured_at))
 
 
 def _relative_errors(t: _Target, scale: float, rate: float) -> torch.Tensor:

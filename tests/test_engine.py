@@ -213,3 +213,19 @@ def test_finite_inputs_never_give_nan():
         warnings.simplefilter("ignore")
         exp = probe.explain(lambda x: torch.tanh(x).sum(0), x, scale=1e-3)
     assert torch.isfinite(exp.sigma).all() and bool(((exp.sigma > 0) & (exp.sigma <= 1e-3)).all())
+
+
+def test_a_tokens_samples_are_kept_while_sigma_stays_near_where_they_were_drawn():
+    """The refinement's energy average restarts by the distance from the mean log sigma its samples
+    were drawn at: sigma that creeps (0, then 0.10, then 0.16) keeps all of them, a jump does not."""
+    from probe import _solver
+
+    t = _solver._Target(0, 0, torch.ones(1, dtype=torch.bool), torch.Generator(), torch.zeros(1))
+    energies = torch.full((16, 1), 2.0, dtype=torch.float64) + torch.linspace(-1e-3, 1e-3, 16, dtype=torch.float64)[:, None]
+    for target in (0.10, 0.16):
+        _solver._average(t, energies)
+        _solver._move(t, torch.tensor([target]), math.log(2.0), 10.0, RATE)
+    assert t.count.tolist() == [32]  # 0.16 is 0.11 from the samples' mean log sigma (0.05)
+    _solver._average(t, energies)
+    _solver._move(t, torch.tensor([0.6]), math.log(2.0), 10.0, RATE)
+    assert t.count.tolist() == [0]

@@ -159,7 +159,7 @@ def test_every_word_at_the_ceiling_is_warned_about_and_not_converged():
         exp = p.explain(batch("bert", ALONE[:1]), scale=old, samples=2, max_steps=8)
     assert [w.filename for w in caught if "ceiling" in str(w.message)] == [__file__], "the warning points at the caller's line"
     assert (exp.relative_sigma > 0.9999).all()
-    assert exp.steps >= 6 and not exp.converged
+    assert exp.steps >= int(exp.settings["solver.min_steps"]) and not exp.converged
 
 
 @pytest.mark.parametrize("family", DECODERS)
