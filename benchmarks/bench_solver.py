@@ -9,7 +9,8 @@ medians. Sections (all by default, or name some):
              learning rate, logits averaged over the last third) warm-started from the linearised
              start; stored in benchmarks/optimum.json (--recompute to compute it again, ~20 min)
   speed      the seed's algorithm on layer 3 (5000 single-sample steps) against probe on one layer
-             and on the 6-layer sweep (probe.attach), each also as a ratio to the one-forward limit:
+             (probe.attach, and probe.explain with a hand-written Phi) and on the 6-layer sweep
+             (probe.attach), each also as a ratio to the one-forward limit:
              one no-grad forward pass of the n x 4 perturbed copies that the first version's
              linearised start needed (the issue's yardstick)
   paper      the paper's tutorial flow: Interpreter(x, Phi, ...).optimize(iteration=5000, lr=0.01)
@@ -37,7 +38,7 @@ import numpy as np
 import torch
 
 import probe
-from _reference import CORPUS_PATH, SEED_SENTENCE, mean_relative_error, minilm_case, reference_optimum, seed_optimize
+from _reference import CORPUS_PATH, SEED_SENTENCE, _feature_weights, mean_relative_error, minilm_case, reference_optimum, seed_optimize
 
 OPTIMUM_PATH = Path(__file__).with_name("optimum.json")
 LAYERS = [f"encoder.layer.{i}" for i in range(6)]
@@ -53,6 +54,12 @@ def timed(fn):
 def median_time(fn, runs: int) -> float:
     fn()  # warm-up
     return statistics.median(timed(fn)[0] for _ in range(runs))
+
+
+def median_over_seeds(explain, runs: int) -> float:
+    """Median seconds of ``explain(seed=s)`` for seeds 0 .. runs-1 (the solve's length depends on its draws)."""
+    explain(seed=0)  # warm-up
+    return statistics.median(timed(lambda s=s: explain(seed=s))[0] for s in range(runs))
 
 
 def limit(case) -> float:
@@ -100,10 +107,11 @@ def speed(args) -> None:
     inputs = [case6.tokenizer(line.strip(), return_tensors="pt") for line in CORPUS_PATH.read_text().splitlines() if line.strip()]
     with probe.attach(case6.model, LAYERS[2]) as p:
         reg = p.regularization(inputs)
-        one = median_time(lambda: p.explain(encoded, regularization=reg), args.runs)
+        one = median_over_seeds(lambda seed: p.explain(encoded, regularization=reg, seed=seed), args.runs)
     with probe.attach(case6.model, LAYERS) as p:
         regs = p.regularization(inputs)
-        six = median_time(lambda: p.explain(encoded, regularization=regs), args.runs)
+        six = median_over_seeds(lambda seed: p.explain(encoded, regularization=regs, seed=seed), args.runs)
+    by_hand = median_over_seeds(lambda seed: probe.explain(case3.phi_batched, case3.x, regularization=case3.regularization, scale=case3.scale, batched_phi=True, seed=seed), args.runs)
     limit3, limit6 = limit(case3), limit(case6)
     paper, _ = seed_runs(case3, args.seed_runs)
     print(f"\n## speed, MiniLM, {case3.x.shape[0]} tokens, 1 thread, medians")
@@ -112,6 +120,7 @@ def speed(args) -> None:
     print(f"| seed's algorithm, layer 3 (5000 steps) | {paper:.2f} | 1 | {paper / limit3:.0f} |")
     print(f"| one-forward limit, layer 3 / 6 layers | {limit3:.3f} / {limit6:.3f} | | 1 |")
     print(f"| probe, one layer (layer 3) | {one:.3f} | {paper / one:.0f} (bar 300) | {one / limit3:.2f} |")
+    print(f"| probe.explain, a hand-written batched Phi to layer 3 | {by_hand:.3f} | {paper / by_hand:.0f} (bar 300) | {by_hand / limit3:.2f} |")
     print(f"| probe, 6-layer sweep | {six:.3f} | {paper / six:.0f} (bar 60) | {six / limit6:.2f} |")
 
 
@@ -184,8 +193,7 @@ def _energy_spread(case, sigma: torch.Tensor, draws: int) -> np.ndarray:
     n, K = case.x.shape
     with torch.no_grad():
         clean = case.phi_batched(case.x[None])[0]
-    r = case.regularization.double()
-    weight = torch.where(r > 1e-6 * r.max(), 1 / r.clamp_min(1e-300) ** 2, torch.zeros_like(r)).to(clean.dtype) / clean.numel()
+    weight = _feature_weights(case.regularization, clean) / clean.numel()
     generator = torch.Generator().manual_seed(0)
     estimates = []
     for _ in range(draws // 16):
@@ -218,7 +226,7 @@ SECTIONS = {"precision": precision, "speed": speed, "paper": paper_flow, "base":
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("sections", nargs="*", help=f"sections to run, of {', '.join(SECTIONS)} (default: all)")
-    parser.add_argument("--runs", type=int, default=3, help="runs of probe per timing")
+    parser.add_argument("--runs", type=int, default=5, help="runs of probe per timing (seeds 0 .. runs-1 where the seed matters)")
     parser.add_argument("--seed-runs", type=int, default=1, help="runs of the seed's algorithm (~2 min each)")
     parser.add_argument("--recompute", action="store_true", help="recompute the stored high-precision optima")
     args = parser.parse_args()
