@@ -66,8 +66,9 @@ class SolverSettings:
     """Stop when sigma's relative standard error (root-mean-square over the tokens) is below this."""
     probes: int = 1
     """Random directions per token in the linearised start."""
-    probe_step: float = 0.1
-    """Size of those perturbations, as a fraction of ``scale``."""
+    probe_step: float = 0.05
+    """Size of those perturbations, as a fraction of ``scale``: with the default scale (10 x the std
+    of the perturbed tensor) half that std, the order of a shallow layer's optimum sigma."""
     memory: int = 2**30
     """Bytes of activations one backward chunk may keep; larger batches are split."""
 

@@ -133,11 +133,12 @@ def tiny_bert():
     return BertModel(config).eval()
 
 
-@pytest.mark.parametrize("dtype, tolerance", [(torch.bfloat16, 0.03), (torch.float16, 0.005)], ids=["bf16", "fp16"])
+@pytest.mark.parametrize("dtype, tolerance", [(torch.bfloat16, 0.03), (torch.float16, 0.008)], ids=["bf16", "fp16"])
 @pytest.mark.parametrize("family", ["bert", "lstm"])
 def test_half_precision_agrees_with_float32(tiny_bert, family, dtype, tolerance):
     """The model runs in its own dtype, the solver in float32: sigma within the dtype's precision of
-    the float32 model's (measured: bf16 <= 1.5%, fp16 <= 0.2% on the linearised start)."""
+    the float32 model's (measured on the linearised start, one probe of 0.05 x scale: bf16 <= 2.1%,
+    fp16 <= 0.52%; the half model's rounding is a larger share of a smaller probe's change)."""
     torch.manual_seed(0)
     model, layer, inputs, scale = (tiny_bert, "encoder.layer.1", ids_of(3, 9), 1.0) if family == "bert" else (Recurrent().eval(), "lstm", ids_of(3, 10, vocab=20, low=1), None)
     results = {}
