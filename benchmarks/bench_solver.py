@@ -78,17 +78,28 @@ def optimum(layer: int, case, recompute: bool) -> np.ndarray:
     return np.asarray(stored[str(layer)])
 
 
+def three_seeds(case, ref: np.ndarray, **settings) -> dict:
+    """probe.explain at seeds 0-2 against ``ref``: median mean error, worst max error (percent),
+    steps, whether all converged, median seconds."""
+    runs = [timed(lambda s=s: probe.explain(case.phi_batched, case.x, regularization=case.regularization, scale=case.scale, batched_phi=True, seed=s, **settings)) for s in range(3)]
+    errors = [np.abs(e.sigma.numpy() / ref - 1) for _, e in runs]
+    return {
+        "mean": 100 * statistics.median(e.mean() for e in errors),
+        "max": 100 * max(e.max() for e in errors),
+        "steps": "/".join(str(e.steps) for _, e in runs),
+        "converged": all(e.converged for _, e in runs),
+        "time": statistics.median(t for t, _ in runs),
+    }
+
+
 def precision(args) -> None:
     print("\n## precision at defaults (probe.explain, seeds 0-2) vs the high-precision optimum")
     print("| layer | mean rel. error (median) | max rel. error (worst) | steps | converged | time (s) |")
     print("|---|---:|---:|---:|---:|---:|")
     for layer in (1, 3, 6):
         case = minilm_case(layer)
-        ref = optimum(layer, case, args.recompute)
-        runs = [timed(lambda s=s: probe.explain(case.phi_batched, case.x, regularization=case.regularization, scale=case.scale, batched_phi=True, seed=s)) for s in range(3)]
-        errors = [np.abs(e.sigma.numpy() / ref - 1) for _, e in runs]
-        print(f"| {layer} | {100 * statistics.median(e.mean() for e in errors):.2f}% | {100 * max(e.max() for e in errors):.2f}% | "
-              f"{'/'.join(str(e.steps) for _, e in runs)} | {all(e.converged for _, e in runs)} | {statistics.median(t for t, _ in runs):.2f} |")
+        r = three_seeds(case, optimum(layer, case, args.recompute))
+        print(f"| {layer} | {r['mean']:.2f}% | {r['max']:.2f}% | {r['steps']} | {r['converged']} | {r['time']:.2f} |")
 
 
 _SEED: list[tuple[float, np.ndarray]] = []
@@ -214,10 +225,8 @@ def tradeoff(args) -> None:
         case = minilm_case(layer)
         ref = optimum(layer, case, False)
         for tol in (0.02, 0.03, 0.05):
-            runs = [timed(lambda s=s: probe.explain(case.phi_batched, case.x, regularization=case.regularization, scale=case.scale, batched_phi=True, seed=s, tol=tol)) for s in range(3)]
-            errors = [np.abs(e.sigma.numpy() / ref - 1) for _, e in runs]
-            print(f"| {layer} | {tol} | {statistics.median(t for t, _ in runs):.2f} | {100 * statistics.median(e.mean() for e in errors):.2f}% | "
-                  f"{100 * max(e.max() for e in errors):.2f}% | {'/'.join(str(e.steps) for _, e in runs)} |")
+            r = three_seeds(case, ref, tol=tol)
+            print(f"| {layer} | {tol} | {r['time']:.2f} | {r['mean']:.2f}% | {r['max']:.2f}% | {r['steps']} |")
 
 
 SECTIONS = {"precision": precision, "speed": speed, "paper": paper_flow, "base": base, "corpus": corpus, "floor": floor, "tradeoff": tradeoff}
