@@ -105,8 +105,8 @@ def batch(case, args) -> None:
     encoded = case.tokenizer(BATCH, return_tensors="pt", padding=True)
     with probe.attach(case.model, "encoder.layer.2") as p:
         reg = p.regularization(corpus_inputs(case.tokenizer))
-        p.explain(encoded, regularization=reg, max_steps=1)
-        times = [timed(lambda s=s: p.explain(encoded, regularization=reg, seed=s))[0] for s in range(args.runs)]
+        p.explain_batch(encoded, regularization=reg, max_steps=1)
+        times = [timed(lambda s=s: p.explain_batch(encoded, regularization=reg, seed=s))[0] for s in range(args.runs)]
     t = statistics.median(times)
     print(f"\n## padded batch of {len(BATCH)} sentences (layer 3): {t:.2f} s, {len(BATCH) / t:.1f} sentences/s (median of {len(times)})")
 

@@ -16,7 +16,8 @@ medians. Sections (all by default, or name some):
   paper      the paper's tutorial flow: Interpreter(x, Phi, ...).optimize(iteration=5000, lr=0.01)
              with a hand-written one-sentence Phi on layer 3, against the seed's algorithm
   base       a 12-layer sweep of a randomly initialised BERT-base-sized model at 20 tokens
-  corpus     probe.corpus throughput on 6 MiniLM layers (16 sentences, batches of 8)
+  corpus     probe.corpus throughput on 6 MiniLM layers (16 sentences, batches of 8), and on layer 3
+             for 16 sentences of alternating lengths (5-8 and 18-26 tokens)
   floor      the Monte Carlo floor: each token's per-sample spread of the energy estimate at the
              optimum (64 draws, all tokens noisy), the draws that a per-token standard error of sigma
              of 2% (RMS) and of 1.6% (every token) need, and what they cost in forward passes
@@ -175,6 +176,12 @@ def corpus(args) -> None:
         reg = p.regularization([case.tokenizer(s, return_tensors="pt") for s in sentences])
     seconds, _ = timed(lambda: probe.corpus(case.model, LAYERS, sentences, tokenizer=case.tokenizer, regularization=reg, batch_size=8))
     print(f"\n## corpus throughput, 6 MiniLM layers, {len(sentences)} sentences in batches of 8: {len(sentences) / seconds:.2f} sentences/s")
+    lines = [line.strip() for line in CORPUS_PATH.read_text().splitlines() if line.strip()]
+    mixed = [text for i in range(8) for text in (" ".join(lines[i].split()[:3]), f"{lines[i + 8]} {lines[i + 16]}")]
+    with probe.attach(case.model, LAYERS[2]) as p:
+        reg = p.regularization([case.tokenizer(line, return_tensors="pt") for line in lines[:32]])
+    seconds = min(timed(lambda: probe.corpus(case.model, LAYERS[2], mixed, tokenizer=case.tokenizer, regularization=reg, batch_size=8))[0] for _ in range(2))
+    print(f"mixed lengths (3-word and two-line sentences alternating), layer 3: {len(mixed) / seconds:.2f} sentences/s (best of 2)")
 
 
 def floor(args) -> None:

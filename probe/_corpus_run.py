@@ -1,8 +1,9 @@
 """``probe.corpus``: every sentence of a corpus explained at named layers, in padded batches.
 
-Sentences are solved in batches of ``batch_size`` consecutive sentences; a sentence's noise comes
-from the seed and the sentence alone, so its result depends neither on its batch nor on which process
-ran it: a sharded run merges into the result of one process.
+Sentences are solved in padded batches of ``batch_size`` sentences of similar length (a batch costs
+as much as its longest sentence); a sentence's noise comes from the seed and the sentence alone, so
+its result depends neither on its batch nor on which process ran it: a sharded run merges into the
+result of one process, and results come back in the order of the sentences given.
 """
 
 from __future__ import annotations
@@ -32,14 +33,21 @@ def encode(model: nn.Module, tokenizer, texts: Sequence[str]):
     return encoded if transformers is not None and isinstance(model, transformers.PreTrainedModel) else encoded["input_ids"]
 
 
-def _batches(count: int, batch_size: int, shard: tuple[int, int] | None = None) -> list[range]:
-    """The batches of sentence indices to solve (only rank's, for ``shard = (rank, world)``): batch ``k``
-    holds the sentences from ``k * batch_size`` on and goes to rank ``k % world``."""
-    all_batches = [range(start, min(start + batch_size, count)) for start in range(0, count, batch_size)]
+def _batches(lengths: Sequence[int], batch_size: int, shard: tuple[int, int] | None = None) -> list[list[int]]:
+    """The batches of sentence indices to solve (only rank's, for ``shard = (rank, world)``): the
+    sentences ordered by token count (ties by position), cut into runs of ``batch_size``; batch ``k``
+    goes to rank ``k % world``. Similar lengths keep the padding, which costs as much as real
+    tokens, small."""
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    all_batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
     if shard is None:
         return all_batches
     rank, world = shard
     return all_batches[rank::world]
+
+
+def _token_counts(tokenizer, texts: Sequence[str]) -> list[int]:
+    return [len(ids) for ids in tokenizer(list(texts), truncation=True)["input_ids"]]
 
 
 def corpus(
@@ -61,9 +69,10 @@ def corpus(
 
     ``regularization`` defaults to the per-feature std over ``sentences`` themselves (pass a
     ``{layer: tensor}`` dict, e.g. from ``p.regularization``, to use another corpus).
-    ``shard=(rank, world)`` solves only that rank's batches (every
-    ``world``-th batch of ``batch_size`` sentences); ``CorpusResult.merge`` joins the shards into
-    exactly the result of one process. Solver settings (``samples``, ``max_steps``, ...) are keywords.
+    Sentences are batched by similar length, ``batch_size`` at a time; results come back in the
+    order of ``sentences``. ``shard=(rank, world)`` solves only that rank's batches (every
+    ``world``-th); ``CorpusResult.merge`` joins the shards into exactly the result of one process.
+    Solver settings (``samples``, ``max_steps``, ...) are keywords.
 
     >>> result = probe.corpus(model, ["encoder.layer.0", "encoder.layer.5"], ["a fine film", "a dull film"], tokenizer=tokenizer, samples=4, max_steps=2)
     >>> len(result), result.layers
@@ -76,32 +85,36 @@ def corpus(
     texts = _check_sentences(sentences)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
-    mine = _batches(len(texts), batch_size, _check_shard(shard, len(texts), batch_size))
+    shard = _check_shard(shard, len(texts), batch_size)
     settings = {**settings_from(solver, SolverSettings).as_metadata(), "seed": str(seed), "batch_size": str(batch_size)}
     tokenizer = tokenizer if tokenizer is not None else tokenizer_beside(model)
     if tokenizer is None:
         raise InputError("the model has no tokenizer beside it; pass tokenizer= (e.g. AutoTokenizer.from_pretrained(folder, trust_remote_code=False))")
+    lengths = _token_counts(tokenizer, texts)
+    mine = _batches(lengths, batch_size, shard)
 
     with attach(model, names, tokenizer=tokenizer) as p:
         if regularization is None:
-            all_batches = _batches(len(texts), batch_size)
+            all_batches = _batches(lengths, batch_size)
             regularization = p.regularization((encode(model, tokenizer, [texts[i] for i in rows]) for rows in all_batches), progress=progress)
         elif not isinstance(regularization, Mapping):
             if len(names) > 1:
                 raise InputError("several layers: pass regularization as {layer name: tensor}, e.g. what p.regularization(corpus) returns")
             regularization = {names[0]: regularization}
-        sweeps: list[Sweep] = []
+        solved: dict[int, Sweep] = {}
         with tqdm(total=sum(map(len, mine)), disable=not progress, desc="corpus", unit="sentence") as bar:
             for rows in mine:
                 found = p.explain_batch(encode(model, tokenizer, [texts[i] for i in rows]), regularization=regularization, scale=scale, rate=rate, seed=seed, **solver)
-                sweeps += found
+                solved.update(zip(rows, found))
                 bar.update(len(rows))
+    index = sorted(solved)
+    sweeps = [solved[i] for i in index]
     first = sweeps[0][names[0]]
     return CorpusResult(
         layers=names,
         words=[s.words for s in sweeps],
         sigma=[s.sigma for s in sweeps],
-        index=torch.tensor([i for rows in mine for i in rows], dtype=torch.int64),
+        index=torch.tensor(index, dtype=torch.int64),
         scale=first.scale,
         rate=first.rate,
         width=first.width,

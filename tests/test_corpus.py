@@ -66,7 +66,8 @@ def test_a_sentence_in_the_corpus_is_the_sentence_alone(tiny):
 def test_shards_merge_into_the_file_one_process_writes(result, tiny, tmp_path):
     _, model, tokenizer = tiny
     shards = [probe.corpus(model, LAYERS, SENTENCES, tokenizer=tokenizer, batch_size=2, shard=(r, 2), **QUICK) for r in (1, 0)]
-    assert shards[1].index.tolist() == [0, 1, 4] and shards[0].index.tolist() == [2, 3]  # batches 0, 2 and batch 1
+    assert sorted(shards[0].index.tolist() + shards[1].index.tolist()) == [0, 1, 2, 3, 4]
+    assert [len(s) for s in shards] == [2, 3]  # rank 1 solves batch 1, rank 0 batches 0 and 2
     merged = probe.CorpusResult.merge(shards)
     result.save(tmp_path / "one.safetensors")
     merged.save(tmp_path / "merged.safetensors")
@@ -127,7 +128,21 @@ def test_two_gloo_ranks_give_the_single_process_result(tiny, tmp_path, capsys):
     assert stdout.count("corpus: 4 sentences") == 1  # only rank 0 reports
     one, two = probe.load(tmp_path / "one" / "corpus.safetensors"), probe.load(tmp_path / "two" / "corpus.safetensors")
     shards = [probe.load(tmp_path / "two" / f"shard-{r}.safetensors") for r in (0, 1)]
-    assert [s.index.tolist() for s in shards] == [[0, 2], [1, 3]]
+    assert sorted(shards[0].index.tolist() + shards[1].index.tolist()) == [0, 1, 2, 3] and len(shards[0]) == len(shards[1]) == 2
     assert two.words == one.words and two.index.tolist() == [0, 1, 2, 3]
     for a, b in zip(one.sigma, two.sigma):
         assert torch.allclose(a, b, rtol=0, atol=1e-5)
+
+
+def test_batches_hold_sentences_of_similar_length_and_each_rank_takes_every_worldth():
+    """Padding costs as much as real tokens, so a batch gathers sentences of similar length."""
+    from probe._corpus_run import _batches
+
+    lengths = [7, 6, 7, 8, 4]
+    assert _batches(lengths, 2) == [[4, 1], [0, 2], [3]]
+    assert _batches(lengths, 2, (0, 2)) == [[4, 1], [3]] and _batches(lengths, 2, (1, 2)) == [[0, 2]]
+
+
+def test_results_come_back_in_the_order_of_the_sentences(result):
+    assert result.index.tolist() == list(range(len(SENTENCES)))
+    assert [words[1] for words in result.words] == ["the", "a", "the", "good", "the"]
