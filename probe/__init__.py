@@ -13,18 +13,18 @@ The information-based explanation of Guan et al. (ICML 2019): per-word Gaussian 
 __version__ = "0.2.0"
 
 from . import adapters
-from ._attach import attach
-from ._corpus import CorpusResult
-from ._corpus_run import corpus
-from ._functional import explain
-from ._load import load
-from ._load_model import LoadedModel, load_model
-from ._results import Explanation
-from ._seed_api import Interpreter, calculate_regularization
-from ._snapshot import snapshot, snapshot_batch
-from ._solver import SolverSettings
-from ._sweep import Sweep
-from ._timeseries import TimeSeries
+from ._running.attach import attach
+from ._results.corpus import CorpusResult
+from ._running.corpus_run import corpus
+from ._phi.explain import explain
+from ._results.load import load
+from ._running.load_model import LoadedModel, load_model
+from ._results.explanation import Explanation
+from ._phi.interpreter import Interpreter, calculate_regularization
+from ._running.snapshot import snapshot, snapshot_batch
+from ._method.settings import SolverSettings
+from ._results.sweep import Sweep
+from ._results.timeseries import TimeSeries
 from .errors import ProbeError
 
 __all__ = [

@@ -16,8 +16,8 @@ import pytest
 import torch
 
 import probe
-from probe import _html
-from probe._compare import compare
+from probe._views import html as _html
+from probe._views.compare import compare
 
 CHROMIUM = shutil.which("chromium")
 pytestmark = pytest.mark.skipif(

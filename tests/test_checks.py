@@ -1,4 +1,4 @@
-"""probe._checks: every setting is refused out of its range, with a message naming the range, before
+"""probe._utils.checks: every setting is refused out of its range, with a message naming the range, before
 any work; numbers the paper's code accepts (numpy and torch scalars) are accepted."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import pytest
 import torch
 
 import probe
-from probe._checks import check_positive, check_seed, check_settings, check_words, settings_from
+from probe._utils.checks import check_positive, check_seed, check_settings, check_words, settings_from
 from probe.errors import InputError
 
 W = torch.tensor([10.0, 20.0, 5.0, -20.0, -10.0])

@@ -12,7 +12,7 @@ import pytest
 import torch
 
 import probe
-from probe import _cli
+from probe._cli import commands, parser
 from probe._cli import main
 
 from _tiny import tiny_bert_folder
@@ -30,7 +30,7 @@ def no_model_load(monkeypatch):
     def refuse(*args, **kwargs):
         raise AssertionError("the model was loaded before the mistake was found")
 
-    monkeypatch.setattr(_cli, "load_model", refuse)
+    monkeypatch.setattr(commands, "load_model", refuse)
 
 
 def one_line(capsys, code: int, status: int = 2) -> str:
@@ -93,7 +93,7 @@ def test_an_impossible_rank_never_reaches_the_process_group(monkeypatch, tmp_pat
     monkeypatch.setenv("RANK", "3")
     monkeypatch.setenv("WORLD_SIZE", "2")
     with pytest.raises(probe.ProbeError, match="RANK=3 and WORLD_SIZE=2 are impossible"):
-        probe._distributed.run_corpus(torch.nn.Linear(2, 2), ["x"], ["a"], tmp_path / "o")
+        probe._running.distributed.run_corpus(torch.nn.Linear(2, 2), ["x"], ["a"], tmp_path / "o")
 
 
 def test_missing_input_files_are_found_before_the_model_loads(no_model_load, capsys, tmp_path):
@@ -107,7 +107,7 @@ def test_an_internal_error_says_it_is_a_bug_and_how_to_report_it(monkeypatch, ca
     def broken(*args, **kwargs):
         raise ZeroDivisionError("division by zero")
 
-    monkeypatch.setattr(_cli, "module_tree", broken)
+    monkeypatch.setattr(commands, "module_tree", broken)
     err = one_line(capsys, main(["layers", tiny_bert]), status=1)
     assert "internal error (a bug in probe" in err and "ZeroDivisionError" in err and "--debug" in err
     with pytest.raises(ZeroDivisionError):
@@ -130,4 +130,4 @@ def test_output_the_terminal_cannot_encode_is_replaced(monkeypatch, tmp_path):
 
 def test_trust_remote_code_is_an_option_of_every_model_command():
     for command in ("layers", "explain", "corpus"):
-        assert "--trust-remote-code" in _cli._parser()._subparsers._group_actions[0].choices[command].format_help()
+        assert "--trust-remote-code" in parser._parser()._subparsers._group_actions[0].choices[command].format_help()

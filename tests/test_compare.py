@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import probe
-from probe._compare import compare
+from probe._views.compare import compare
 from probe.errors import InputError
 
 WORDS = ["[CLS]", "rare", "bird", "[SEP]"]

@@ -12,7 +12,7 @@ import torch
 
 import probe
 from probe._cli import main
-from probe._files import read_tensors
+from probe._utils.files import read_tensors
 from probe.errors import InputError, LayerError
 
 from _tiny import tiny_bert_folder
@@ -136,7 +136,7 @@ def test_two_gloo_ranks_give_the_single_process_result(tiny, tmp_path, capsys):
 
 def test_batches_hold_sentences_of_similar_length_and_each_rank_takes_every_worldth():
     """Padding costs as much as real tokens, so a batch gathers sentences of similar length."""
-    from probe._corpus_run import _batches
+    from probe._running.corpus_run import _batches
 
     lengths = [7, 6, 7, 8, 4]
     assert _batches(lengths, 2) == [[4, 1], [0, 2], [3]]

@@ -87,7 +87,7 @@ def test_docstring_example_runs(test: doctest.DocTest, namespace: dict):
     test = doctest.DocTest(test.examples, {**test.globs, **fresh}, test.name, test.filename, test.lineno, test.docstring)
     runner = doctest.DocTestRunner(optionflags=FLAGS)
     report: list[str] = []
-    registries = [probe.adapters._REGISTRY, probe._load._READERS]  # examples may register their own
+    registries = [probe.adapters._REGISTRY, probe._results.load._READERS]  # examples may register their own
     saved = [dict(r) for r in registries]
     try:
         with warnings.catch_warnings():

@@ -218,7 +218,7 @@ def test_finite_inputs_never_give_nan():
 def test_a_tokens_samples_are_kept_while_sigma_stays_near_where_they_were_drawn():
     """The refinement's energy average restarts by the distance from the mean log sigma its samples
     were drawn at: sigma that creeps (0, then 0.10, then 0.16) keeps all of them, a jump does not."""
-    from probe import _solver
+    from probe._method import solver as _solver
 
     t = _solver._Target(0, 0, torch.ones(1, dtype=torch.bool), torch.Generator(), torch.zeros(1))
     energies = torch.full((16, 1), 2.0, dtype=torch.float64) + torch.linspace(-1e-3, 1e-3, 16, dtype=torch.float64)[:, None]

@@ -10,8 +10,8 @@ import pytest
 import torch
 
 import probe
-from probe import _html
-from probe._html_parts import kept_colors
+from probe._views import html as _html
+from probe._views.html_parts import kept_colors
 from probe.errors import InputError, ProbeFileNotFoundError
 
 SETTINGS = {"model": "tiny-bert", "solver.samples": "8", "solver.max_steps": "40", "seed": "0", "adapter": "bert"}

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from probe import Interpreter, calculate_regularization
-from probe._phi import AutoBatched
+from probe._phi.phi import AutoBatched
 
 W = torch.tensor([10.0, 20.0, 5.0, -20.0, -10.0])
 

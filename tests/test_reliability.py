@@ -411,13 +411,13 @@ class _FullDisk:
 
 @pytest.mark.parametrize("result", [explanation(0.01), Sweep({"x": explanation(0.01), "y": explanation(0.02)})], ids=["explanation", "sweep"])
 def test_a_full_disk_mid_write_leaves_the_old_file(tmp_path, monkeypatch, result):
-    import probe._files
+    import probe._utils.files
 
     path = tmp_path / "exp.safetensors"
     explanation().save(path)
     old = path.read_bytes()
     real = os.fdopen
-    monkeypatch.setattr(probe._files.os, "fdopen", lambda fd, mode: _FullDisk(real(fd, mode)))
+    monkeypatch.setattr(probe._utils.files.os, "fdopen", lambda fd, mode: _FullDisk(real(fd, mode)))
     with pytest.raises(FileAccessError, match=r"could not write '.*exp.safetensors': No space left on device; check the free space") as err:
         result.save(path)
     assert err.value.errno == errno.ENOSPC and isinstance(err.value, OSError)
@@ -425,7 +425,7 @@ def test_a_full_disk_mid_write_leaves_the_old_file(tmp_path, monkeypatch, result
 
 
 def test_an_interrupt_mid_write_leaves_the_old_file(tmp_path, monkeypatch):
-    import probe._files
+    import probe._utils.files
 
     path = tmp_path / "exp.safetensors"
     explanation().save(path)
@@ -434,7 +434,7 @@ def test_an_interrupt_mid_write_leaves_the_old_file(tmp_path, monkeypatch):
     def interrupted(fd: int) -> None:
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(probe._files.os, "fsync", interrupted)
+    monkeypatch.setattr(probe._utils.files.os, "fsync", interrupted)
     with pytest.raises(KeyboardInterrupt):
         explanation(0.01).save(path)
     assert os.listdir(tmp_path) == ["exp.safetensors"] and path.read_bytes() == old
@@ -446,8 +446,8 @@ def test_a_process_killed_mid_write_leaves_the_old_file(tmp_path):
     explanation().save(path)
     old = path.read_bytes()
     script = (
-        "import os, signal, torch, probe, probe._files\n"
-        "probe._files.os.fsync = lambda fd: os.kill(os.getpid(), signal.SIGKILL)\n"
+        "import os, signal, torch, probe, probe._utils.files\n"
+        "probe._utils.files.os.fsync = lambda fd: os.kill(os.getpid(), signal.SIGKILL)\n"
         f"probe.Explanation(sigma=torch.ones(3), words=list('abc'), scale=1.0, rate=0.1, width=8).save({str(path)!r})\n"
     )
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, timeout=120)

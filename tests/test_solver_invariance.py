@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import probe
-from probe._noise import sentence_seed, sentence_seeds
+from probe._method.noise import sentence_seed, sentence_seeds
 
 LAYERS = ["encoder.layer.0", "encoder.layer.1"]
 SENTENCE = "the film is a quiet delight"

@@ -101,7 +101,7 @@ def test_a_trained_models_logit_converges_at_defaults_within_two_percent(trained
 
 def test_without_the_control_variate_the_same_budget_does_not_converge(trained, monkeypatch):
     """The control variate is what makes one number converge: without it the solve ends unconverged."""
-    from probe import _solver
+    from probe._method import solver as _solver
 
     model, x, _ = trained
     monkeypatch.setattr(_solver, "JACOBIAN_MAX", 0)

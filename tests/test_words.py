@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from probe._words import by_word, merge_loss, merge_sigma, special_tokens_of, split_words, tokenizer_word_ids, word_groups, word_types
+from probe._results.words import by_word, merge_loss, merge_sigma, special_tokens_of, split_words, tokenizer_word_ids, word_groups, word_types
 from probe.errors import InputError
 
 

@@ -1,0 +1,292 @@
+"""``CorpusResult``: the paper's corpus-level measures over many sentences; one safetensors file.
+
+Per layer: the mean over sentences of the sentence information loss, and the mean information loss of
+each word type across the corpus (which words the layer keeps).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from functools import cached_property
+from pathlib import Path
+
+import torch
+
+from .._utils import reading as read
+from .._utils.files import setting_metadata, write_tensors
+from .load import reads
+from .explanation import Explanation, check_pieces, piece_losses
+from .sweep import Sweep
+from .._views.tables import corpus_table
+from .._views.viewable import Viewable
+from .words import by_word
+from ..errors import FileFormatError, InputError, LayerError, close_matches
+
+
+@reads("corpus")
+@dataclass
+class CorpusResult(Viewable):
+    """Per-word sigma of every layer for every sentence of a corpus, and the corpus measures.
+
+    ``sigma[j]`` is sentence ``j``'s sigma, [layers, words]; ``index[j]`` its position in the corpus;
+    ``convergence[o, j]`` whether layer ``o`` of sentence ``j`` converged.
+
+    >>> result = probe.corpus(model, ["encoder.layer.0", "encoder.layer.5"], ["a fine film", "a dull film"], tokenizer=tokenizer, samples=4, max_steps=2)
+    >>> result.mean_information_loss.shape          # per layer, nats
+    torch.Size([2])
+    >>> result.save(tmp / "corpus.safetensors"); probe.load(tmp / "corpus.safetensors").layers
+    ['encoder.layer.0', 'encoder.layer.5']
+    """
+
+    layers: list[str]
+    words: list[list[str]]
+    sigma: list[torch.Tensor]
+    index: torch.Tensor
+    scale: float
+    rate: float
+    width: int
+    convergence: torch.Tensor
+    steps: torch.Tensor
+    settings: dict[str, str] = field(default_factory=dict)
+    pieces: list[list[int]] | None = None
+    """After ``by_word``: per sentence, how many word pieces each word merges."""
+
+    def __post_init__(self) -> None:
+        self.sigma = [s.detach().to("cpu", torch.float32) for s in self.sigma]
+        self.index = torch.as_tensor(self.index, dtype=torch.int64)
+        L, S = len(self.layers), len(self.words)
+        if S == 0:
+            raise InputError("a corpus result needs at least one sentence")
+        if len(self.sigma) != S or self.index.shape != (S,):
+            raise InputError(f"a corpus result needs one sigma and one index per sentence; got {len(self.sigma)} sigma, {tuple(self.index.shape)} index for {S} sentences")
+        for j, (s, w) in enumerate(zip(self.sigma, self.words)):
+            if s.shape != (L, len(w)):
+                raise InputError(f"sentence {j} has {len(w)} words but sigma of shape {tuple(s.shape)}; expected ({L}, {len(w)})")
+        check_pieces(self.pieces, self.words)
+        self.convergence, self.steps = torch.as_tensor(self.convergence, dtype=torch.bool), torch.as_tensor(self.steps, dtype=torch.int64)
+        if self.convergence.shape != (L, S) or self.steps.shape != (L, S):
+            raise InputError(f"convergence and steps must be [layers, sentences] = ({L}, {S})")
+
+    def __len__(self) -> int:
+        return len(self.words)
+
+    def __repr__(self) -> str:
+        return f"CorpusResult(layers={self.layers}, sentences={len(self)}, words={sum(map(len, self.words))})"
+
+    @property
+    def converged(self) -> bool:
+        """Whether every layer of every sentence converged (``convergence`` says which did not)."""
+        return bool(self.convergence.all())
+
+    @property
+    def relative_sigma(self) -> list[torch.Tensor]:
+        """``sigma / scale`` per sentence, [layers, words] each; near 1, the layer has lost the word."""
+        return [s / self.scale for s in self.sigma]
+
+    @property
+    def information_loss(self) -> list[torch.Tensor]:
+        """Per-word information loss per sentence, [layers, words] each, nats (the shape of ``sigma``)."""
+        return [piece_losses(s, self.width, None if self.pieces is None else self.pieces[j]) for j, s in enumerate(self.sigma)]
+
+    @cached_property
+    def sentence_information_loss(self) -> torch.Tensor:
+        """Each sentence's information loss (the sum over its words), [layers, sentences], nats."""
+        return torch.stack([h.to(torch.float64).sum(1) for h in self.information_loss], 1)
+
+    @property
+    def mean_information_loss(self) -> torch.Tensor:
+        """The paper's corpus measure: the mean over sentences of the sentence information loss, [layers]."""
+        return self.sentence_information_loss.mean(1)
+
+    @cached_property
+    def _word_types(self) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+        vocabulary: dict[str, int] = {}
+        ids = torch.tensor([vocabulary.setdefault(w, len(vocabulary)) for ws in self.words for w in ws], dtype=torch.int64)
+        V = len(vocabulary)
+        counts = torch.zeros(V, dtype=torch.int64).index_add_(0, ids, torch.ones_like(ids))
+        loss = torch.cat([h.to(torch.float64) for h in self.information_loss], 1)
+        totals = torch.zeros(len(self.layers), V, dtype=torch.float64).index_add_(1, ids, loss)
+        return list(vocabulary), counts, totals / counts.clamp_min(1)
+
+    @property
+    def vocabulary(self) -> list[str]:
+        """The word types (tokens) of the corpus, in order of first appearance."""
+        return self._word_types[0]
+
+    @property
+    def word_counts(self) -> torch.Tensor:
+        """How often each word type of ``vocabulary`` occurs, [types]."""
+        return self._word_types[1]
+
+    @property
+    def word_information_loss(self) -> torch.Tensor:
+        """Mean information loss of each word type over its occurrences, [layers, types], nats."""
+        return self._word_types[2]
+
+    def word_ranking(self, layer: str, min_count: int = 1) -> list[tuple[str, float, int]]:
+        """Word types occurring at least ``min_count`` times as (word, mean loss, count), most kept first.
+
+        >>> sorted(w for w, loss, count in result.word_ranking("encoder.layer.5", min_count=2))
+        ['[CLS]', '[SEP]', 'a', 'film']
+        """
+        row = self.word_information_loss[self._layer_index(layer)]
+        ranked = [(w, float(row[v]), int(self.word_counts[v])) for v, w in enumerate(self.vocabulary) if self.word_counts[v] >= min_count]
+        return sorted(ranked, key=lambda item: item[1])
+
+    def sentence(self, j: int) -> Sweep:
+        """Sentence ``j`` of this result (``index[j]`` of the corpus) as a Sweep over the layers.
+
+        >>> result.sentence(0).words
+        ['[CLS]', 'a', 'fine', 'film', '[SEP]']
+        """
+        if not 0 <= j < len(self):
+            raise InputError(f"sentence {j} is out of range; this result holds {len(self)} sentences")
+        return Sweep({
+            name: Explanation(
+                sigma=self.sigma[j][o],
+                words=self.words[j],
+                scale=self.scale,
+                rate=self.rate,
+                width=self.width,
+                layer=name,
+                converged=bool(self.convergence[o, j]),
+                steps=int(self.steps[o, j]),
+                settings=dict(self.settings),
+                pieces=None if self.pieces is None else list(self.pieces[j]),
+            )
+            for o, name in enumerate(self.layers)
+        })
+
+    def by_word(self, special: bool = True) -> "CorpusResult":
+        """Every sentence with word pieces merged into words (see ``Explanation.by_word``), so the word
+        types ranked are the words the user wrote.
+
+        >>> result.by_word(special=False).vocabulary
+        ['a', 'fine', 'film', 'dull']
+        """
+        if self.pieces is not None:
+            return self
+        merged = [by_word(w, s, self.width, None, special) for w, s in zip(self.words, self.sigma)]
+        return replace(self, words=[m.words for m in merged], sigma=[m.sigma for m in merged], pieces=[m.pieces.tolist() for m in merged])
+
+    def table(self, top: int = 5, min_count: int = 2) -> str:
+        """Per layer: mean information loss per sentence and per word, and the most kept and most lost
+        word types among those seen at least ``min_count`` times (lower loss = the layer keeps more).
+
+        >>> print(result.table(top=3))  # doctest: +ELLIPSIS
+        corpus: 2 sentences, 10 words; ...
+        """
+        return corpus_table(self, top, min_count)
+
+    def __str__(self) -> str:
+        return self.table()
+
+    def plot(self, path: str | Path | None = None, top: int = 5, min_count: int = 2):
+        """Mean sentence information loss per layer, beside the mean loss of each layer's ``top`` most
+        kept word types (seen ``min_count`` times or more) across all layers; with a path, also a PNG.
+
+        >>> fig = result.plot(tmp / "corpus.png")
+        """
+        from .._views.plots import corpus_figure
+
+        return corpus_figure(self, path, top, min_count)
+
+    def save(self, path: str | Path) -> None:
+        """Writes a plain safetensors file (atomically); ``probe.load`` reads it back.
+
+        >>> result.save(tmp / "corpus.safetensors")
+        """
+        vocabulary, counts, per_type = self._word_types
+        where = {w: v for v, w in enumerate(vocabulary)}
+        lengths = torch.tensor([len(w) for w in self.words], dtype=torch.int64)
+        tensors = {
+            "sigma": torch.cat(self.sigma, 1),
+            "offsets": torch.cat([torch.zeros(1, dtype=torch.int64), lengths.cumsum(0)]),
+            "index": self.index,
+            "word_ids": torch.tensor([where[w] for ws in self.words for w in ws], dtype=torch.int64),
+            "converged": self.convergence,
+            "steps": self.steps.to(torch.int64),
+            "sentence_information_loss": self.sentence_information_loss,
+            "mean_information_loss": self.mean_information_loss,
+            "word_information_loss": per_type,
+            "word_counts": counts,
+        }
+        meta = {
+            "kind": "corpus",
+            "layers": json.dumps(self.layers),
+            "vocabulary": json.dumps(vocabulary),
+            "pieces": json.dumps(self.pieces),
+            **setting_metadata(self.scale, self.rate, self.width, self.settings),
+        }
+        write_tensors(path, tensors, meta)
+
+    @classmethod
+    def _from_file(cls, tensors: Mapping[str, torch.Tensor], meta: Mapping[str, str], path: str) -> "CorpusResult":
+        common = read.settings(meta, path)
+        sigma = read.sigma(tensors, path, 2, common["scale"])
+        layers, vocabulary = read.json_value(meta, "layers", path), read.json_value(meta, "vocabulary", path)
+        if not (isinstance(layers, list) and all(isinstance(n, str) for n in layers) and isinstance(vocabulary, list) and all(isinstance(w, str) for w in vocabulary)):
+            raise FileFormatError(f"{path!r}: the metadata 'layers' or 'vocabulary' is damaged; re-run probe corpus")
+        try:
+            offsets, word_ids = tensors["offsets"].tolist(), tensors["word_ids"]
+            if offsets[0] != 0 or offsets[-1] != sigma.shape[1] or any(b <= a for a, b in zip(offsets, offsets[1:])):
+                raise ValueError("offsets do not split sigma into sentences")
+            if word_ids.shape != (sigma.shape[1],) or (word_ids.numel() and not (0 <= int(word_ids.min()) and int(word_ids.max()) < len(vocabulary))):
+                raise ValueError("word_ids do not index the vocabulary once per word")
+            spans = list(zip(offsets[:-1], offsets[1:]))
+            return cls(
+                layers=layers,
+                words=[[vocabulary[v] for v in word_ids[a:b].tolist()] for a, b in spans],
+                sigma=[sigma[:, a:b] for a, b in spans],
+                index=tensors["index"],
+                convergence=tensors["converged"],
+                steps=tensors["steps"],
+                pieces=read.json_value(meta, "pieces", path, "null"),
+                **common,
+            )
+        except (KeyError, ValueError, TypeError, IndexError, RuntimeError, InputError) as err:
+            raise FileFormatError(f"{path!r}: the corpus result is damaged ({err}); re-run probe corpus") from None
+
+    @classmethod
+    def merge(cls, parts: Sequence["CorpusResult"]) -> "CorpusResult":
+        """One result from the shards of a run, sentences in corpus order (as one process gives them).
+
+        >>> whole = probe.CorpusResult.merge([result])
+        >>> whole.layers == result.layers
+        True
+        """
+        if not parts:
+            raise InputError("merge needs at least one corpus result")
+        first = parts[0]
+        for part in parts[1:]:
+            if (part.layers, part.scale, part.rate, part.width, part.settings, part.pieces is None) != (first.layers, first.scale, first.rate, first.width, first.settings, first.pieces is None):
+                raise InputError("these corpus results come from different runs (layers, scale, rate, width or settings differ); merge the shards of one run")
+        index = torch.cat([p.index for p in parts])
+        if len(index.unique()) != len(index):
+            raise InputError("the corpus results overlap (a sentence appears twice); merge each shard once")
+        order = index.argsort().tolist()
+        words = [w for p in parts for w in p.words]
+        sigma = [s for p in parts for s in p.sigma]
+        pieces = None if first.pieces is None else [q for p in parts for q in p.pieces]
+        return cls(
+            layers=list(first.layers),
+            words=[words[j] for j in order],
+            sigma=[sigma[j] for j in order],
+            index=index[order],
+            scale=first.scale,
+            rate=first.rate,
+            width=first.width,
+            convergence=torch.cat([p.convergence for p in parts], 1)[:, order],
+            steps=torch.cat([p.steps for p in parts], 1)[:, order],
+            settings=dict(first.settings),
+            pieces=None if pieces is None else [pieces[j] for j in order],
+        )
+
+    def _layer_index(self, layer: str) -> int:
+        if layer not in self.layers:
+            raise LayerError(f"this result has no layer {layer!r}{close_matches(layer, self.layers)}; it holds {self.layers}")
+        return self.layers.index(layer)
+
+

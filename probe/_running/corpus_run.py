@@ -1,0 +1,153 @@
+"""``probe.corpus``: every sentence of a corpus explained at named layers, in padded batches.
+
+Sentences are solved in padded batches of ``batch_size`` sentences of similar length (a batch costs
+as much as its longest sentence); a sentence's noise comes from the seed and the sentence alone, so
+its result depends neither on its batch nor on which process ran it: a sharded run merges into the
+result of one process, and results come back in the order of the sentences given.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from collections.abc import Mapping, Sequence
+
+import torch
+from torch import nn
+from tqdm.auto import tqdm
+
+from .attach import attach
+from .._results.corpus import CorpusResult
+from .._utils.checks import check_seed, settings_from
+from .model_state import tokenizer_beside
+from .._method.settings import SolverSettings
+from .._results.sweep import Sweep
+from ..errors import InputError
+
+
+def encode(model: nn.Module, tokenizer, texts: Sequence[str]):
+    """Model inputs for ``texts`` as one padded batch: a HuggingFace model takes the tokenizer's whole
+    output (ids, attention mask, token types), any other module the ``input_ids`` tensor alone."""
+    encoded = tokenizer(list(texts), return_tensors="pt", padding=True, truncation=True)
+    transformers = sys.modules.get("transformers")  # a HuggingFace model has imported it already
+    return encoded if transformers is not None and isinstance(model, transformers.PreTrainedModel) else encoded["input_ids"]
+
+
+def _batches(lengths: Sequence[int], batch_size: int, shard: tuple[int, int] | None = None) -> list[list[int]]:
+    """The batches of sentence indices to solve (only rank's, for ``shard = (rank, world)``): the
+    sentences ordered by token count (ties by position), cut into runs of ``batch_size``; batch ``k``
+    goes to rank ``k % world``. Similar lengths keep the padding, which costs as much as real
+    tokens, small."""
+    order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
+    all_batches = [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+    if shard is None:
+        return all_batches
+    rank, world = shard
+    return all_batches[rank::world]
+
+
+def _token_counts(tokenizer, texts: Sequence[str]) -> list[int]:
+    return [len(ids) for ids in tokenizer(list(texts), truncation=True)["input_ids"]]
+
+
+def corpus(
+    model: nn.Module,
+    layers: str | Sequence[str],
+    sentences: Sequence[str],
+    *,
+    tokenizer=None,
+    regularization=None,
+    seed: int = 0,
+    batch_size: int = 8,
+    shard: tuple[int, int] | None = None,
+    scale: float | None = None,
+    rate: float = 0.1,
+    progress: bool = False,
+    **solver,
+) -> CorpusResult:
+    """Explains ``layers`` on every sentence and returns the corpus measures as a CorpusResult.
+
+    ``regularization`` defaults to the per-feature std over ``sentences`` themselves (pass a
+    ``{layer: tensor}`` dict, e.g. from ``p.regularization``, to use another corpus).
+    Sentences are batched by similar length, ``batch_size`` at a time; results come back in the
+    order of ``sentences``. ``shard=(rank, world)`` solves only that rank's batches (every
+    ``world``-th); ``CorpusResult.merge`` joins the shards into exactly the result of one process.
+    Solver settings (``samples``, ``max_steps``, ...) are keywords.
+
+    >>> result = probe.corpus(model, ["encoder.layer.0", "encoder.layer.5"], ["a fine film", "a dull film"], tokenizer=tokenizer, samples=4, max_steps=2)
+    >>> len(result), result.layers
+    (2, ['encoder.layer.0', 'encoder.layer.5'])
+    """
+    if not isinstance(layers, str) and not (isinstance(layers, Sequence) and layers and all(isinstance(n, str) for n in layers)):
+        raise InputError(f"layers must be a layer name or a list of names, got {layers!r}; e.g. ['encoder.layer.0', 'encoder.layer.5']")
+    names = [layers] if isinstance(layers, str) else list(layers)
+    check_seed(seed)
+    texts = _check_sentences(sentences)
+    if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
+        raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
+    shard = _check_shard(shard, len(texts), batch_size)
+    settings = {**settings_from(solver, SolverSettings).as_metadata(), "seed": str(seed), "batch_size": str(batch_size)}
+    tokenizer = tokenizer if tokenizer is not None else tokenizer_beside(model)
+    if tokenizer is None:
+        raise InputError("the model has no tokenizer beside it; pass tokenizer= (e.g. AutoTokenizer.from_pretrained(folder, trust_remote_code=False))")
+    lengths = _token_counts(tokenizer, texts)
+    mine = _batches(lengths, batch_size, shard)
+
+    with attach(model, names, tokenizer=tokenizer) as p:
+        if regularization is None:
+            all_batches = _batches(lengths, batch_size)
+            regularization = p.regularization((encode(model, tokenizer, [texts[i] for i in rows]) for rows in all_batches), progress=progress)
+        elif not isinstance(regularization, Mapping):
+            if len(names) > 1:
+                raise InputError("several layers: pass regularization as {layer name: tensor}, e.g. what p.regularization(corpus) returns")
+            regularization = {names[0]: regularization}
+        solved: dict[int, Sweep] = {}
+        with tqdm(total=sum(map(len, mine)), disable=not progress, desc="corpus", unit="sentence") as bar:
+            for rows in mine:
+                found = p.explain_batch(encode(model, tokenizer, [texts[i] for i in rows]), regularization=regularization, scale=scale, rate=rate, seed=seed, **solver)
+                solved.update(zip(rows, found))
+                bar.update(len(rows))
+    index = sorted(solved)
+    sweeps = [solved[i] for i in index]
+    first = sweeps[0][names[0]]
+    return CorpusResult(
+        layers=names,
+        words=[s.words for s in sweeps],
+        sigma=[s.sigma for s in sweeps],
+        index=torch.tensor(index, dtype=torch.int64),
+        scale=first.scale,
+        rate=first.rate,
+        width=first.width,
+        convergence=torch.tensor([[e.converged for e in s.values()] for s in sweeps], dtype=torch.bool).T,
+        steps=torch.tensor([[e.steps for e in s.values()] for s in sweeps], dtype=torch.int64).T,
+        settings={**settings, "adapter": first.settings.get("adapter", "")},
+    )
+
+
+def _check_sentences(sentences: Sequence[str]) -> list[str]:
+    if isinstance(sentences, str):
+        raise InputError("sentences is one string; pass a list of sentences, e.g. text.splitlines()")
+    texts = list(sentences)
+    if not texts:
+        raise InputError("the corpus has no sentences; pass at least one")
+    for i, text in enumerate(texts):
+        if not isinstance(text, str) or not text.strip():
+            raise InputError(f"sentence {i} is {'empty' if isinstance(text, str) else type(text).__name__}; pass non-empty strings")
+    return texts
+
+
+def _check_shard(shard: tuple[int, int] | None, count: int, batch_size: int) -> tuple[int, int] | None:
+    if shard is None:
+        return None
+    if not (isinstance(shard, tuple) and len(shard) == 2):
+        raise InputError(f"shard must be a pair (rank, world), got {shard!r}")
+    rank, world = shard
+    if not (isinstance(rank, int) and isinstance(world, int) and not isinstance(rank, bool) and not isinstance(world, bool) and 0 <= rank < world):
+        raise InputError(f"shard must be (rank, world) with 0 <= rank < world, got {shard!r}")
+    total = math.ceil(count / batch_size)
+    if world > total:
+        raise InputError(f"{world} ranks but only {total} batches of {batch_size} sentences; use at most {total} ranks or a smaller batch size")
+    return rank, world
+
+
+__all__ = ["corpus", "encode"]
