@@ -22,6 +22,9 @@ medians. Sections (all by default, or name some):
              optimum (64 draws, all tokens noisy), the draws that a per-token standard error of sigma
              of 2% (RMS) and of 1.6% (every token) need, and what they cost in forward passes
   tradeoff   probe.explain at tol 0.02 / 0.03 / 0.05 on layers 3 and 6: time against error
+  calibration  the error bars: probe.explain at defaults on layers 1, 3 and 6, seeds 0-7 (--calibration-seeds),
+             each word's z = (sigma - optimum) / stderr against the stored optimum; the fraction of
+             words within 2 and 3 standard errors, the mean relative error, steps, converged
 
     .venv/bin/python benchmarks/bench_solver.py [precision speed paper base corpus floor tradeoff] [--seed-runs 1]
 """
@@ -236,7 +239,22 @@ def tradeoff(args) -> None:
             print(f"| {layer} | {tol} | {r['time']:.2f} | {r['mean']:.2f}% | {r['max']:.2f}% | {r['steps']} |")
 
 
-SECTIONS = {"precision": precision, "speed": speed, "paper": paper_flow, "base": base, "corpus": corpus, "floor": floor, "tradeoff": tradeoff}
+def calibration(args) -> None:
+    print(f"\n## error bars against the high-precision optimum (probe.explain at defaults, seeds 0-{args.calibration_seeds - 1})")
+    print("| layer | words | within 2 stderr | within 3 stderr | mean rel. error (mean over seeds) | mean stderr/sigma | converged | steps |")
+    print("|---|---:|---:|---:|---:|---:|---|---|")
+    for layer in (1, 3, 6):
+        case = minilm_case(layer)
+        ref = torch.tensor(optimum(layer, case, False), dtype=torch.float64)
+        runs = [probe.explain(case.phi_batched, case.x, regularization=case.regularization, scale=case.scale, batched_phi=True, seed=s) for s in range(args.calibration_seeds)]
+        z = torch.cat([(e.sigma.double() - ref) / e.stderr.double() for e in runs]).abs()
+        error = statistics.mean(float((e.sigma.double() / ref - 1).abs().mean()) for e in runs)
+        relative = statistics.mean(float((e.stderr / e.sigma).mean()) for e in runs)
+        steps = "/".join(str(e.steps) for e in runs)
+        print(f"| {layer} | {z.numel()} | {float((z <= 2).double().mean()):.1%} | {float((z <= 3).double().mean()):.1%} | {100 * error:.2f}% | {100 * relative:.2f}% | {sum(e.converged for e in runs)}/{len(runs)} | {steps} |")
+
+
+SECTIONS = {"precision": precision, "speed": speed, "paper": paper_flow, "base": base, "corpus": corpus, "floor": floor, "tradeoff": tradeoff, "calibration": calibration}
 
 
 def main() -> None:
@@ -244,6 +262,7 @@ def main() -> None:
     parser.add_argument("sections", nargs="*", help=f"sections to run, of {', '.join(SECTIONS)} (default: all)")
     parser.add_argument("--runs", type=int, default=5, help="runs of probe per timing (seeds 0 .. runs-1 where the seed matters)")
     parser.add_argument("--seed-runs", type=int, default=1, help="runs of the seed's algorithm (~2 min each)")
+    parser.add_argument("--calibration-seeds", type=int, default=8, help="seeds of probe.explain per layer in the calibration section")
     parser.add_argument("--recompute", action="store_true", help="recompute the stored high-precision optima")
     args = parser.parse_args()
     unknown = set(args.sections) - set(SECTIONS)

@@ -105,7 +105,7 @@ def solve(
         if progress is not None:
             progress(step)
     return [
-        [_solution(t, scale) for t in targets[b * len(clean) : (b + 1) * len(clean)]]
+        [_solution(t, scale, rate) for t in targets[b * len(clean) : (b + 1) * len(clean)]]
         for b in range(B)
     ]
 
@@ -259,7 +259,10 @@ def _standard_error(t: _Target, scale: float, rate: float, fewest: int) -> float
     return float(_relative_errors(t, scale, rate)[t.tokens].square().mean().sqrt())
 
 
-def _solution(t: _Target, scale: float) -> Solution:
+def _solution(t: _Target, scale: float, rate: float) -> Solution:
+    """Sigma over the real tokens, with its standard error: sigma times the standard error of
+    log sigma (``_relative_errors``); inf for a token with fewer than 2 draws since its last restart."""
     sigma = torch.exp(t.log_sigma[t.tokens]).clamp(max=scale).detach()
+    relative = torch.full_like(sigma, math.inf) if t.count is None else _relative_errors(t, scale, rate)[t.tokens].to(sigma.dtype)
     loss = t.curve[-1] if t.curve else math.nan
-    return Solution(sigma=sigma, loss=loss, converged=t.converged, steps=t.steps, curve=t.curve)
+    return Solution(sigma=sigma, loss=loss, converged=t.converged, steps=t.steps, curve=t.curve, stderr=sigma * relative)

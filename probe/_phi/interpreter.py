@@ -58,6 +58,7 @@ class Interpreter(nn.Module):
         self._loss = float("nan")
         self._curve: list[float] = []
         self._converged = False
+        self._stderr: torch.Tensor | None = None
 
     def _weight(self) -> torch.Tensor:
         w = None if self.regular is None else feature_weights(self.regular.to(torch.float64))
@@ -113,7 +114,7 @@ class Interpreter(nn.Module):
             )[0][0]
         with torch.no_grad():
             self.ratio.copy_(torch.logit((solution.sigma / self.scale).clamp(1e-6, 1 - 1e-6))[:, None].to(self.ratio))
-        self._curve, self._loss, self._converged = solution.curve, solution.loss, solution.converged
+        self._curve, self._loss, self._converged, self._stderr = solution.curve, solution.loss, solution.converged, solution.stderr
         self._settings = {**settings.as_metadata(), "optimizer": "fixed point", "iteration": str(iteration), "lr": str(lr), "seed": str(seed)}
 
     def get_sigma(self) -> np.ndarray:
@@ -140,6 +141,7 @@ class Interpreter(nn.Module):
             regularization=None if self.regular is None else self.regular.detach().float().cpu(),
             loss=self._loss,
             converged=self._converged,
+            stderr=self._stderr,
             steps=len(self._curve),
             settings=self._settings,
             curve=self._curve,

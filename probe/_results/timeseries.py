@@ -1,7 +1,7 @@
 """``TimeSeries``: per-word sigma of fixed sentences at several training steps, one safetensors file.
 
-File layout (kind ``timeseries``): tensor ``sigma.{i}`` [steps, layers, tokens] and
-``information_loss.{i}`` (same shape, nats) for sentence ``i``; metadata ``steps``, ``epochs``,
+File layout (kind ``timeseries``): tensors ``sigma.{i}`` [steps, layers, tokens], its standard error
+``stderr.{i}`` and ``information_loss.{i}`` (same shape, nats) for sentence ``i``; metadata ``steps``, ``epochs``,
 ``layers``, ``words`` (one list per sentence), ``sentences``, ``scale``, ``rate``, ``width`` and the
 solver ``settings``, all JSON or plain numbers.
 """
@@ -20,7 +20,7 @@ from .._utils import reading as read
 from .._utils.files import setting_metadata, write_tensors
 from .load import reads
 from .._views.plots import COLORBAR_LABEL
-from .explanation import Explanation, check_pieces, piece_losses
+from .explanation import Explanation, check_pieces, check_stderr, piece_losses
 from .._views.shade import FLOOR
 from .sweep import Sweep
 from .._views.viewable import Viewable
@@ -66,11 +66,16 @@ class TimeSeries(Viewable):
     convergence: torch.Tensor | None = None
     pieces: list[list[int]] | None = None
     """After ``by_word``: per sentence, how many word pieces each word merges."""
+    stderr: list[torch.Tensor] | None = None
+    """Per sentence, the standard error of each sigma, [steps, layers, tokens] (NaN: not known)."""
 
     def __post_init__(self) -> None:
         if not self.sigma:
             self.sigma = [torch.zeros(len(self.steps), len(self.layers), len(w)) for w in self.words]
         self.sigma = [s.detach().to("cpu", torch.float32) for s in self.sigma]
+        if self.stderr is not None and len(self.stderr) != len(self.sigma):
+            raise InputError(f"stderr has {len(self.stderr)} tensors for {len(self.sigma)} sentences; pass one per sentence")
+        self.stderr = [check_stderr(None if self.stderr is None else e, s, f"sigma[{i}]") for i, (s, e) in enumerate(zip(self.sigma, self.stderr or [None] * len(self.sigma)))]
         shape = (len(self.steps), len(self.layers), len(self.words))
         self.convergence = torch.zeros(shape, dtype=torch.bool) if self.convergence is None else torch.as_tensor(self.convergence, dtype=torch.bool)
         check_pieces(self.pieces, self.words)
@@ -117,6 +122,7 @@ class TimeSeries(Viewable):
         self.steps.append(int(step))
         self.epochs.append(float("nan") if epoch is None else float(epoch))
         self.sigma = [torch.cat([old, s.sigma[None]]) for old, s in zip(self.sigma, sweeps)]
+        self.stderr = [torch.cat([old, s.stderr[None]]) for old, s in zip(self.stderr, sweeps)]
         done = torch.tensor([[s[name].converged for s in sweeps] for name in self.layers], dtype=torch.bool)
         self.convergence = torch.cat([self.convergence, done[None]])
 
@@ -130,7 +136,7 @@ class TimeSeries(Viewable):
         return TimeSeries(
             layers=list(self.layers), words=[list(w) for w in self.words], scale=self.scale, rate=self.rate,
             width=self.width, sentences=list(self.sentences), steps=self.steps[:keep],
-            epochs=self.epochs[:keep], sigma=[s[:keep] for s in self.sigma], settings=dict(self.settings),
+            epochs=self.epochs[:keep], sigma=[s[:keep] for s in self.sigma], stderr=[e[:keep] for e in self.stderr], settings=dict(self.settings),
             convergence=self.convergence[:keep], pieces=self.pieces,
         )
 
@@ -152,8 +158,8 @@ class TimeSeries(Viewable):
         """
         if self.pieces is not None:
             return self
-        merged = [by_word(w, s, self.width, None, special) for w, s in zip(self.words, self.sigma)]
-        return replace(self, words=[m.words for m in merged], sigma=[m.sigma for m in merged], pieces=[m.pieces.tolist() for m in merged])
+        merged = [by_word(w, s, self.width, None, special, stderr=e) for w, s, e in zip(self.words, self.sigma, self.stderr)]
+        return replace(self, words=[m.words for m in merged], sigma=[m.sigma for m in merged], stderr=[m.stderr for m in merged], pieces=[m.pieces.tolist() for m in merged])
 
     @property
     def relative_sigma(self) -> list[torch.Tensor]:
@@ -169,8 +175,8 @@ class TimeSeries(Viewable):
         >>> series.save(tmp / "timestamps.safetensors")
         """
         tensors: dict[str, torch.Tensor] = {"converged": self.convergence}
-        for i, (s, h) in enumerate(zip(self.sigma, self.information_loss)):
-            tensors[f"sigma.{i}"], tensors[f"information_loss.{i}"] = s, h
+        for i, (s, e, h) in enumerate(zip(self.sigma, self.stderr, self.information_loss)):
+            tensors[f"sigma.{i}"], tensors[f"stderr.{i}"], tensors[f"information_loss.{i}"] = s, e, h
         meta = {
             "kind": "timeseries",
             "layers": json.dumps(self.layers),
@@ -189,6 +195,7 @@ class TimeSeries(Viewable):
         words = read.word_lists(read.json_value(meta, "words", path), path)
         try:
             sigma = [read.sigma({"sigma": tensors[f"sigma.{i}"]}, path, 3, common["scale"]) for i in range(len(words))]
+            stderr = [read.stderr(tensors, f"stderr.{i}", s.shape, path, say=i == 0) for i, s in enumerate(sigma)]
             return cls(
                 layers=json.loads(meta["layers"]),
                 words=words,
@@ -196,6 +203,7 @@ class TimeSeries(Viewable):
                 steps=[int(s) for s in json.loads(meta["steps"])],
                 epochs=[float("nan") if e is None else float(e) for e in json.loads(meta["epochs"])],
                 sigma=sigma,
+                stderr=stderr,
                 convergence=tensors.get("converged"),
                 pieces=read.json_value(meta, "pieces", path, "null"),
                 **common,

@@ -114,6 +114,7 @@ def corpus(
         layers=names,
         words=[s.words for s in sweeps],
         sigma=[s.sigma for s in sweeps],
+        stderr=[s.stderr for s in sweeps],
         index=torch.tensor(index, dtype=torch.int64),
         scale=first.scale,
         rate=first.rate,

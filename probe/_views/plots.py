@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .shade import FLOOR
+from .shade import FLOOR, WIDE, range_note, span
 
 COLORBAR_LABEL = "sigma / scale, log scale (dark = kept, 1 = lost)"
 
@@ -19,9 +19,13 @@ def word_heatmap(
     title: str,
     path: str | Path | None = None,
     new_figure: Callable | None = None,
+    relative_error: np.ndarray | None = None,
+    converged: list[bool] | None = None,
 ):
-    """A [rows, words] heatmap of sigma / scale in the seed's colours (dark = kept), on one fixed
-    log range [``FLOOR``, 1] so colours compare across plots, words as labels, a colour bar.
+    """A [rows, words] heatmap of sigma / scale in the seed's colours (dark = kept), on a log range
+    fitted to ``values`` (``shade.span``, stated under the colour bar), words as labels. A cell whose
+    ``relative_error`` (stderr / sigma) is over ``WIDE`` shows ``!``; a row that did not converge
+    says so in its label.
 
     ``new_figure`` makes the empty figure: a plain ``Figure`` by default, so nothing piles up in
     pyplot; ``plt.figure`` for a figure that ``plt.show`` can display on any matplotlib version.
@@ -29,14 +33,24 @@ def word_heatmap(
     from matplotlib.colors import LogNorm
     from matplotlib.figure import Figure
 
-    height = 1.6 + 0.45 * len(rows)
-    fig = (new_figure or Figure)(figsize=(max(4.0, 0.6 * len(words) + 2.0), height), layout="constrained")
+    low, high = span(values.flatten().tolist())
+    height = 2.0 + 0.45 * len(rows)
+    fig = (new_figure or Figure)(figsize=(max(5.0, 0.6 * len(words) + 3.0), height), layout="constrained")
     ax = fig.add_subplot()
-    image = ax.imshow(np.clip(values, FLOOR, 1.0), cmap="GnBu_r", aspect="auto", norm=LogNorm(vmin=FLOOR, vmax=1.0))
+    image = ax.imshow(np.clip(values, low, high), cmap="GnBu_r", aspect="auto", norm=LogNorm(vmin=low, vmax=high))
     ax.set_xticks(range(len(words)), labels=words, rotation=45, ha="right")
-    ax.set_yticks(range(len(rows)), labels=rows)
+    labels = [r if converged is None or converged[o] else f"{r} (not converged)" for o, r in enumerate(rows)]
+    ax.set_yticks(range(len(rows)), labels=labels)
+    marked = 0
+    if relative_error is not None:
+        for o, k in zip(*np.nonzero(~(relative_error <= WIDE) & ~np.isnan(relative_error))):
+            ax.text(k, o, "!", ha="center", va="center", color="#b2182b", fontweight="bold")
+            marked += 1
     ax.set_title(title)
-    fig.colorbar(image, ax=ax, label=COLORBAR_LABEL)
+    bar = fig.colorbar(image, ax=ax, label="sigma / scale, log (dark = kept more)")
+    bar.ax.set_title("lost\nat 1", fontsize=7)
+    note = range_note((low, high)) + (f"; ! = standard error over {WIDE:.0%} of sigma" if marked else "")
+    ax.set_xlabel(note, fontsize=8)
     if path is not None:
         fig.savefig(path, dpi=120)
     return fig

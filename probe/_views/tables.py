@@ -1,6 +1,45 @@
-"""Text tables of results that hold many sentences."""
+"""Text tables of results: one sentence's words, and the corpus measures of many sentences."""
 
 from __future__ import annotations
+
+import math
+
+from .shade import kept, range_note, span, wide
+
+
+def plus_minus(value: float, error: float) -> str:
+    """``value +/- error`` for a table cell; ``?`` for an unknown error.
+
+    >>> plus_minus(0.03125, 0.0004), plus_minus(0.5, float("nan")), plus_minus(0.5, float("inf"))
+    ('0.03125 +/- 0.0004', '0.5 +/- ?', '0.5 +/- inf')
+    """
+    shown = "?" if error != error else ("inf" if math.isinf(error) else f"{error:.2g}")
+    return f"{value:.4g} +/- {shown}"
+
+
+def explanation_table(exp, bar_width: int = 30, fitted: tuple[float, float] | None = None) -> str:
+    """``Explanation.table``: per word sigma +/- stderr, sigma/scale, information kept relative to the
+    ceiling (nats, never negative) and a bar on the shade's range (``fitted``: this result's own by
+    default), ``!`` after a word whose error bar is wide; a footer with the totals and the paper's
+    information loss."""
+    fitted = fitted or span(exp.relative_sigma.tolist())
+    title = f"layer {exp.layer}" if exp.layer else "explanation"
+    width = max([4, *(len(w) for w in exp.words)])
+    cells = [plus_minus(s, e) for s, e in zip(exp.sigma.tolist(), exp.stderr.tolist())]
+    column = max([16, *(len(c) for c in cells)])
+    lines = [title, f"{'word':<{width}}  {'sigma +/- stderr':>{column}}  {'sigma/scale':>11}  {'kept (nats)':>11}  kept (bar: {range_note(fitted)})"]
+    rows = zip(exp.words, exp.sigma.tolist(), exp.stderr.tolist(), cells, exp.relative_sigma.tolist(), exp.information_kept.tolist())
+    for word, s, e, cell, rel, k in rows:
+        bar = "#" * round(kept(rel, fitted) * bar_width)
+        lines.append(f"{word:<{width}}  {cell:>{column}}  {rel:>11.3f}  {k:>11.1f}  {bar}{'  !' if wide(s, e) else ''}")
+    relative = (exp.stderr / exp.sigma).square().mean().sqrt()
+    lines.append(
+        f"total kept {float(exp.information_kept.double().sum()):.1f} nats; the paper's information loss {exp.total_information_loss:.1f} nats "
+        f"(.information_loss); converged {exp.converged} after {exp.steps} steps; stderr/sigma root-mean-square {float(relative):.2%}"
+    )
+    if any(wide(s, e) for s, e in zip(exp.sigma.tolist(), exp.stderr.tolist())):
+        lines.append("! = standard error over 10% of sigma: this word's sigma is uncertain")
+    return "\n".join(lines)
 
 
 def corpus_table(result, top: int, min_count: int) -> str:
