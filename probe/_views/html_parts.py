@@ -28,7 +28,7 @@ CSS = """
 .probe .probe-words { display: flex; flex-wrap: wrap; gap: 4px; margin: 0.3em 0 0.6em; }
 .probe .probe-w { display: inline-block; padding: 2px 6px; border-radius: 3px; border: 1px solid #d0d7de; }
 .probe .probe-wide { outline: 2px dashed #b2182b; outline-offset: -2px; }
-.probe .probe-wide::after { content: " \00b1"; color: #b2182b; font-weight: 700; }
+.probe .probe-wide::after { content: " \\00b1"; color: #b2182b; font-weight: 700; }
 .probe table { border-collapse: collapse; margin: 0.3em 0 0.8em; font-size: 0.92em; }
 .probe th, .probe td { padding: 2px 6px; text-align: left; vertical-align: middle; }
 .probe .probe-grid td.probe-c { border: 1px solid #ffffff; text-align: center; white-space: nowrap; }
@@ -69,10 +69,11 @@ def text(value) -> str:
 def number(value: float) -> str:
     """A number short enough for a cell and a hover text.
 
-    >>> number(0.012345), number(-1234.56)
-    ('0.01235', '-1235')
+    >>> number(0.012345), number(-1234.56), number(18042.8)
+    ('0.01235', '-1235', '18043')
     """
-    return f"{float(value):.4g}"
+    value = float(value)
+    return f"{value:.0f}" if 1e4 <= abs(value) < 1e9 else f"{value:.4g}"
 
 
 def _mix(stops, t: float) -> tuple[int, int, int]:
@@ -169,12 +170,15 @@ def legend(fitted: tuple[float, float] = (FLOOR, 1.0), marked: bool = False) -> 
     True
     """
     stops = ", ".join("#{:02x}{:02x}{:02x} {:.0f}%".format(*c, 100 * t) for t, c in _KEPT_STOPS)
-    note = f" · {range_note(fitted)}" if fitted != (FLOOR, 1.0) else ""
     wide = f' · <span class="probe-w probe-wide">word</span> standard error over {WIDE:.0%} of sigma' if marked else ""
+    if fitted == (FLOOR, 1.0):
+        left, right = "lost (sigma/scale 1)", f"kept (sigma/scale {FLOOR:g} or less; log scale)"
+    else:
+        left, right = f"sigma/scale {fitted[1]:.3g}", f"{fitted[0]:.3g} · log scale, {range_note(fitted)} (1 = lost)"
     return (
-        f'<div class="probe-legend"><span>lost (sigma/scale {fitted[1]:.3g})</span>'
+        f'<div class="probe-legend"><span>{left}</span>'
         f'<span class="probe-bar" style="background:linear-gradient(to right, {stops})"></span>'
-        f"<span>kept (sigma/scale {fitted[0]:.3g} or less; log scale){note}{wide}</span></div>"
+        f"<span>{right}{wide}</span></div>"
     )
 
 

@@ -27,7 +27,7 @@ def explanation_table(exp, bar_width: int = 30, fitted: tuple[float, float] | No
     width = max([4, *(len(w) for w in exp.words)])
     cells = [plus_minus(s, e) for s, e in zip(exp.sigma.tolist(), exp.stderr.tolist())]
     column = max([16, *(len(c) for c in cells)])
-    lines = [title, f"{'word':<{width}}  {'sigma +/- stderr':>{column}}  {'sigma/scale':>11}  {'kept (nats)':>11}  kept (bar: {range_note(fitted)})"]
+    lines = [title, f"{'word':<{width}}  {'sigma +/- stderr':>{column}}  {'sigma/scale':>11}  {'kept (nats)':>11}  bar"]
     rows = zip(exp.words, exp.sigma.tolist(), exp.stderr.tolist(), cells, exp.relative_sigma.tolist(), exp.information_kept.tolist())
     for word, s, e, cell, rel, k in rows:
         bar = "#" * round(kept(rel, fitted) * bar_width)
@@ -37,6 +37,7 @@ def explanation_table(exp, bar_width: int = 30, fitted: tuple[float, float] | No
         f"total kept {float(exp.information_kept.double().sum()):.1f} nats; the paper's information loss {exp.total_information_loss:.1f} nats "
         f"(.information_loss); converged {exp.converged} after {exp.steps} steps; stderr/sigma root-mean-square {float(relative):.2%}"
     )
+    lines.append(f"bar: longer = kept more; {range_note(fitted)}; kept (nats) = K log(scale / sigma), 0 for a lost word")
     if any(wide(s, e) for s, e in zip(exp.sigma.tolist(), exp.stderr.tolist())):
         lines.append("! = standard error over 10% of sigma: this word's sigma is uncertain")
     return "\n".join(lines)
