@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 
 from .._utils.checks import check_input, check_scale_rate, check_seed, settings_from
-from .._method.objective import as_regularization, feature_weights, full_weight
+from .._method.objective import REGULARIZATION, SELF_NORMALISED, as_regularization, feature_weights, full_weight
 from .phi import Phi, batched, hidden_state, noisy_state
 from .._results.explanation import Explanation
 from .._method.settings import SolverSettings
@@ -69,5 +69,5 @@ def explain(
         width=x.shape[1],
         layer=layer,
         regularization=None if r is None else r.to(torch.float32).cpu(),
-        settings={**settings.as_metadata(), "seed": str(seed)},
+        settings={**settings.as_metadata(), "seed": str(seed), "weighting": SELF_NORMALISED if r is None else REGULARIZATION},
     )

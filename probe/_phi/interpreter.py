@@ -16,7 +16,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .._utils.checks import check_input, check_scale_rate, checked_phi, vector_phi
-from .._method.objective import as_regularization, feature_weights, full_weight, penalty
+from .._method.objective import REGULARIZATION, SELF_NORMALISED, as_regularization, feature_weights, full_weight, penalty
 from .phi import Phi, batched, hidden_state, noisy_state
 from .._results.explanation import Explanation
 from .._method.settings import SolverSettings
@@ -115,7 +115,7 @@ class Interpreter(nn.Module):
         with torch.no_grad():
             self.ratio.copy_(torch.logit((solution.sigma / self.scale).clamp(1e-6, 1 - 1e-6))[:, None].to(self.ratio))
         self._curve, self._loss, self._converged, self._stderr = solution.curve, solution.loss, solution.converged, solution.stderr
-        self._settings = {**settings.as_metadata(), "optimizer": "fixed point", "iteration": str(iteration), "lr": str(lr), "seed": str(seed)}
+        self._settings = {**settings.as_metadata(), "optimizer": "fixed point", "weighting": SELF_NORMALISED if self.regular is None else REGULARIZATION, "iteration": str(iteration), "lr": str(lr), "seed": str(seed)}
 
     def get_sigma(self) -> np.ndarray:
         """Sigma per token as a numpy array of shape [n]: small means the hidden state keeps the word.

@@ -121,7 +121,7 @@ def corpus(
         width=first.width,
         convergence=torch.tensor([[e.converged for e in s.values()] for s in sweeps], dtype=torch.bool).T,
         steps=torch.tensor([[e.steps for e in s.values()] for s in sweeps], dtype=torch.int64).T,
-        settings={**settings, "adapter": first.settings.get("adapter", "")},
+        settings={**settings, "adapter": first.settings.get("adapter", ""), "weighting": first.settings.get("weighting", "")},
     )
 
 
