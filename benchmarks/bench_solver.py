@@ -22,6 +22,11 @@ medians. Sections (all by default, or name some):
              optimum (64 draws, all tokens noisy), the draws that a per-token standard error of sigma
              of 2% (RMS) and of 1.6% (every token) need, and what they cost in forward passes
   tradeoff   probe.explain at tol 0.02 / 0.03 / 0.05 on layers 3 and 6: time against error
+  weighting  the 6-layer sweep of the seed's sentence through probe.attach without a regularization
+             (the default: each feature's std over the sentence's own tokens), with the seed's
+             self-normalisation (a constant r = the state's RMS, which is what it amounts to) and with
+             the corpus regularization (benchmarks/corpus.txt): median seconds over seeds 0-4,
+             converged runs and median steps per layer, Spearman of sigma against the corpus result
   calibration  the error bars: probe.explain at defaults on layers 1, 3 and 6, seeds 0-7 (--calibration-seeds),
              each word's z = (sigma - optimum) / stderr against the stored optimum; the fraction of
              words within 2 and 3 standard errors, the mean relative error, steps, converged
@@ -239,6 +244,35 @@ def tradeoff(args) -> None:
             print(f"| {layer} | {tol} | {r['time']:.2f} | {r['mean']:.2f}% | {r['max']:.2f}% | {r['steps']} |")
 
 
+def weighting(args) -> None:
+    from scipy.stats import spearmanr
+
+    case = minilm_case(6)
+    encoded = case.tokenizer(SEED_SENTENCE, return_tensors="pt")
+    inputs = [case.tokenizer(line.strip(), return_tensors="pt") for line in CORPUS_PATH.read_text().splitlines() if line.strip()]
+    with torch.no_grad():
+        states = case.model(**encoded, output_hidden_states=True).hidden_states[1:]
+    rms = {name: torch.full(h.shape[-1:], float(h.square().mean().sqrt())) for name, h in zip(LAYERS, states)}
+    print(f"\n## default weighting: 6-layer sweep through probe.attach, seeds 0-{args.runs - 1}, 1 thread")
+    print("| weighting | median time (s) | x the corpus-regularized sweep | converged runs per layer | median steps per layer | Spearman vs corpus per layer (seed 0) |")
+    print("|---|---:|---:|---|---|---|")
+    with probe.attach(case.model, LAYERS) as p:
+        options = {"corpus regularization": p.regularization(inputs), "default (own tokens)": None, "seed's self-normalisation": rms}
+        rows, reference = {}, None
+        for name, regularization in options.items():
+            p.explain(encoded, regularization=regularization)  # warm-up
+            runs = [timed(lambda s=s: p.explain(encoded, regularization=regularization, seed=s)) for s in range(args.runs)]
+            rows[name] = runs
+            reference = reference or runs[0][1]
+        base = statistics.median(t for t, _ in rows["corpus regularization"])
+        for name, runs in rows.items():
+            seconds = statistics.median(t for t, _ in runs)
+            converged = "/".join(str(sum(sweep[layer].converged for _, sweep in runs)) for layer in LAYERS)
+            steps = "/".join(f"{statistics.median(sweep[layer].steps for _, sweep in runs):g}" for layer in LAYERS)
+            rho = "/".join(f"{spearmanr(runs[0][1][layer].sigma.numpy(), reference[layer].sigma.numpy())[0]:.3f}" for layer in LAYERS)
+            print(f"| {name} | {seconds:.2f} | {seconds / base:.2f} | {converged} | {steps} | {rho} |")
+
+
 def calibration(args) -> None:
     print(f"\n## error bars against the high-precision optimum (probe.explain at defaults, seeds 0-{args.calibration_seeds - 1})")
     print("| layer | words | within 2 stderr | within 3 stderr | mean rel. error (mean over seeds) | mean stderr/sigma | converged | steps |")
@@ -254,7 +288,7 @@ def calibration(args) -> None:
         print(f"| {layer} | {z.numel()} | {float((z <= 2).double().mean()):.1%} | {float((z <= 3).double().mean()):.1%} | {100 * error:.2f}% | {100 * relative:.2f}% | {sum(e.converged for e in runs)}/{len(runs)} | {steps} |")
 
 
-SECTIONS = {"precision": precision, "speed": speed, "paper": paper_flow, "base": base, "corpus": corpus, "floor": floor, "tradeoff": tradeoff, "calibration": calibration}
+SECTIONS = {"precision": precision, "speed": speed, "paper": paper_flow, "base": base, "corpus": corpus, "floor": floor, "tradeoff": tradeoff, "weighting": weighting, "calibration": calibration}
 
 
 def main() -> None:
