@@ -27,6 +27,10 @@ medians. Sections (all by default, or name some):
              self-normalisation (a constant r = the state's RMS, which is what it amounts to) and with
              the corpus regularization (benchmarks/corpus.txt): median seconds over seeds 0-4,
              converged runs and median steps per layer, Spearman of sigma against the corpus result
+  scalar     one number, the held-out case: MiniLM's last-layer [CLS] projected on a fixed random
+             unit direction (seed 0), probe.explain at defaults (seeds 0-2) against a stored
+             optimum (key "6-cls-projection": _reference.reference_optimum, 64 samples x 400 steps,
+             warm-started from the exact linearised start); error, time, converged, stderr
   calibration  the error bars: probe.explain at defaults on layers 1, 3 and 6, seeds 0-7 (--calibration-seeds),
              each word's z = (sigma - optimum) / stderr against the stored optimum; the fraction of
              words within 2 and 3 standard errors, the mean relative error, steps, converged
@@ -273,6 +277,31 @@ def weighting(args) -> None:
             print(f"| {name} | {seconds:.2f} | {seconds / base:.2f} | {converged} | {steps} | {rho} |")
 
 
+def scalar(args) -> None:
+    case = minilm_case(6)
+    direction = torch.randn(case.x.shape[1], generator=torch.Generator().manual_seed(0))
+    direction = direction / direction.norm()
+
+    def projection(xb: torch.Tensor) -> torch.Tensor:
+        return (case.phi_batched(xb)[:, 0] @ direction)[:, None]
+
+    stored = json.loads(OPTIMUM_PATH.read_text())
+    if args.recompute or "6-cls-projection" not in stored:
+        start = probe.explain(projection, case.x, scale=case.scale, batched_phi=True, max_steps=0).sigma.numpy()
+        stored["6-cls-projection"] = reference_optimum(case.x, projection, case.scale, 0.1, None, samples=64, steps=400, init_sigma=start, seed=1).tolist()
+        OPTIMUM_PATH.write_text(json.dumps(stored, indent=1) + "\n")
+    ref = np.asarray(stored["6-cls-projection"])
+    print("\n## one number: MiniLM last-layer [CLS] on a fixed direction, probe.explain at defaults (budget: max_samples 64 x max_steps 40 draws)")
+    print("| seed | time (s) | converged | steps | mean rel. error | max rel. error | stderr/sigma (RMS) | words within 2 / 3 stderr |")
+    print("|---|---:|---|---:|---:|---:|---:|---|")
+    for seed in range(3):
+        seconds, e = timed(lambda s=seed: probe.explain(projection, case.x, scale=case.scale, batched_phi=True, seed=s))
+        error = np.abs(e.sigma.numpy() / ref - 1)
+        z = np.abs(e.sigma.numpy() - ref) / e.stderr.numpy()
+        relative = float((e.stderr / e.sigma).square().mean().sqrt())
+        print(f"| {seed} | {seconds:.1f} | {e.converged} | {e.steps} | {100 * error.mean():.2f}% | {100 * error.max():.2f}% | {100 * relative:.2f}% | {(z <= 2).mean():.0%} / {(z <= 3).mean():.0%} |")
+
+
 def calibration(args) -> None:
     print(f"\n## error bars against the high-precision optimum (probe.explain at defaults, seeds 0-{args.calibration_seeds - 1})")
     print("| layer | words | within 2 stderr | within 3 stderr | mean rel. error (mean over seeds) | mean stderr/sigma | converged | steps |")
@@ -288,7 +317,7 @@ def calibration(args) -> None:
         print(f"| {layer} | {z.numel()} | {float((z <= 2).double().mean()):.1%} | {float((z <= 3).double().mean()):.1%} | {100 * error:.2f}% | {100 * relative:.2f}% | {sum(e.converged for e in runs)}/{len(runs)} | {steps} |")
 
 
-SECTIONS = {"precision": precision, "speed": speed, "paper": paper_flow, "base": base, "corpus": corpus, "floor": floor, "tradeoff": tradeoff, "weighting": weighting, "calibration": calibration}
+SECTIONS = {"precision": precision, "speed": speed, "paper": paper_flow, "base": base, "corpus": corpus, "floor": floor, "tradeoff": tradeoff, "weighting": weighting, "scalar": scalar, "calibration": calibration}
 
 
 def main() -> None:

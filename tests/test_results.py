@@ -140,7 +140,7 @@ def test_plot_is_the_word_heatmap(tmp_path):
     relative = (exp.sigma / 0.5).tolist()
     assert heatmap.images[0].get_clim() == pytest.approx((min(relative), max(relative))), "the colours span this result's own range"
     assert type(heatmap.images[0].norm).__name__ == "LogNorm"
-    assert colorbar.get_ylabel() == "sigma / scale, log (dark = kept more)"
+    assert colorbar.get_ylabel() == "sigma / scale, log (dark = kept more; 1 = lost)"
     assert f"{min(relative):.3g} (darkest" in heatmap.get_xlabel() and f"to {max(relative):.3g} (lightest)" in heatmap.get_xlabel(), "the range is stated on the figure"
 
 

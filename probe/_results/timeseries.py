@@ -21,7 +21,7 @@ from .._utils.files import setting_metadata, write_tensors
 from .load import reads
 from .._views.plots import COLORBAR_LABEL
 from .explanation import Explanation, check_pieces, check_stderr, piece_losses
-from .._views.shade import FLOOR
+from .._views.shade import range_note, span
 from .sweep import Sweep
 from .._views.viewable import Viewable
 from .words import by_word
@@ -248,10 +248,11 @@ class TimeSeries(Viewable):
         fig = Figure(figsize=(1.5 + cols * (2.0 + min(0.3 * count, 6.0)), 1.0 + rows * (0.8 + 0.25 * tallest)), layout="constrained")
         axes = fig.subplots(rows, cols, squeeze=False)
         ticks = list(range(0, count, math.ceil(count / 8)))
+        low, high = span(torch.cat([r.flatten() for r in self.relative_sigma]).tolist())
         for i, (words, relative) in enumerate(zip(self.words, self.relative_sigma)):
             for j, layer in enumerate(self.layers):
                 ax = axes[i][j]
-                image = ax.imshow(relative[:, j].T.clamp(FLOOR, 1.0).numpy(), cmap="GnBu_r", aspect="auto", norm=LogNorm(vmin=FLOOR, vmax=1.0), interpolation="nearest")
+                image = ax.imshow(relative[:, j].T.clamp(low, high).numpy(), cmap="GnBu_r", aspect="auto", norm=LogNorm(vmin=low, vmax=high), interpolation="nearest")
                 ax.set_yticks(range(len(words)), labels=words if j == 0 else [""] * len(words))
                 ax.set_xticks(ticks, labels=[str(self.steps[t]) for t in ticks])
                 if i == 0:
@@ -259,7 +260,7 @@ class TimeSeries(Viewable):
                 if i == rows - 1:
                     ax.set_xlabel("training step")
         fig.colorbar(image, ax=axes, label=COLORBAR_LABEL)
-        fig.suptitle("information per word across training")
+        fig.suptitle(f"information per word across training\n{range_note((low, high))}", fontsize=10)
         if path is not None:
             fig.savefig(path, dpi=120)
         return fig

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .shade import FLOOR, WIDE, range_note, span
+from .shade import WIDE, range_note, span
 
-COLORBAR_LABEL = "sigma / scale, log scale (dark = kept, 1 = lost)"
+COLORBAR_LABEL = "sigma / scale, log (dark = kept more; 1 = lost)"
 
 
 def word_heatmap(
@@ -47,8 +47,7 @@ def word_heatmap(
             ax.text(k, o, "!", ha="center", va="center", color="#b2182b", fontweight="bold")
             marked += 1
     ax.set_title(title)
-    bar = fig.colorbar(image, ax=ax, label="sigma / scale, log (dark = kept more)")
-    bar.ax.set_title("lost\nat 1", fontsize=7)
+    fig.colorbar(image, ax=ax, label=COLORBAR_LABEL)
     note = range_note((low, high)) + (f"; ! = standard error over {WIDE:.0%} of sigma" if marked else "")
     ax.set_xlabel(note, fontsize=8)
     if path is not None:
