@@ -31,6 +31,9 @@ medians. Sections (all by default, or name some):
              unit direction (seed 0), probe.explain at defaults (seeds 0-2) against a stored
              optimum (key "6-cls-projection": _reference.reference_optimum, 64 samples x 400 steps,
              warm-started from the exact linearised start); error, time, converged, stderr
+  efficiency the draws probe.explain spends at defaults (rows pushed through Phi with gradients: the
+             refinement's draws; median over seeds 0-2) over the draws the measured Monte Carlo floor
+             needs for the same tol (2% RMS; see floor), per layer
   calibration  the error bars: probe.explain at defaults on layers 1, 3 and 6, seeds 0-7 (--calibration-seeds),
              each word's z = (sigma - optimum) / stderr against the stored optimum; the fraction of
              words within 2 and 3 standard errors, the mean relative error, steps, converged
@@ -302,6 +305,30 @@ def scalar(args) -> None:
         print(f"| {seed} | {seconds:.1f} | {e.converged} | {e.steps} | {100 * error.mean():.2f}% | {100 * error.max():.2f}% | {100 * relative:.2f}% | {(z <= 2).mean():.0%} / {(z <= 3).mean():.0%} |")
 
 
+def efficiency(args) -> None:
+    print("\n## efficiency: draws used at defaults over the floor's draws for tol = 2% RMS (seeds 0-2)")
+    print("| layer | floor draws (2% RMS) | draws used (median) | ratio | steps |")
+    print("|---|---:|---:|---:|---|")
+    for layer in (1, 3, 6):
+        case = minilm_case(layer)
+        sigma = torch.tensor(optimum(layer, case, False), dtype=case.x.dtype)
+        spread = _energy_spread(case, sigma, 64)
+        floor_draws = (0.5 * np.sqrt(np.mean(spread**2)) / 0.02) ** 2
+        used, steps = [], []
+        for seed in range(3):
+            rows = [0]
+
+            def counted(xb: torch.Tensor, rows=rows) -> torch.Tensor:
+                if torch.is_grad_enabled():
+                    rows[0] += xb.shape[0]
+                return case.phi_batched(xb)
+
+            e = probe.explain(counted, case.x, regularization=case.regularization, scale=case.scale, batched_phi=True, seed=seed)
+            used.append(rows[0])
+            steps.append(str(e.steps))
+        print(f"| {layer} | {floor_draws:.0f} | {statistics.median(used):.0f} | {statistics.median(used) / floor_draws:.2f} | {'/'.join(steps)} |")
+
+
 def calibration(args) -> None:
     print(f"\n## error bars against the high-precision optimum (probe.explain at defaults, seeds 0-{args.calibration_seeds - 1})")
     print("| layer | words | within 2 stderr | within 3 stderr | mean rel. error (mean over seeds) | mean stderr/sigma | converged | steps |")
@@ -317,7 +344,7 @@ def calibration(args) -> None:
         print(f"| {layer} | {z.numel()} | {float((z <= 2).double().mean()):.1%} | {float((z <= 3).double().mean()):.1%} | {100 * error:.2f}% | {100 * relative:.2f}% | {sum(e.converged for e in runs)}/{len(runs)} | {steps} |")
 
 
-SECTIONS = {"precision": precision, "speed": speed, "paper": paper_flow, "base": base, "corpus": corpus, "floor": floor, "tradeoff": tradeoff, "weighting": weighting, "scalar": scalar, "calibration": calibration}
+SECTIONS = {"precision": precision, "speed": speed, "paper": paper_flow, "base": base, "corpus": corpus, "floor": floor, "tradeoff": tradeoff, "weighting": weighting, "scalar": scalar, "efficiency": efficiency, "calibration": calibration}
 
 
 def main() -> None:

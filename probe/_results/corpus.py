@@ -14,7 +14,6 @@ from pathlib import Path
 
 import torch
 
-from .._utils import reading as read
 from .._utils.files import setting_metadata, write_tensors
 from .corpus_file import corpus_from_file, merged
 from .load import reads
@@ -23,7 +22,7 @@ from .sweep import Sweep
 from .._views.tables import corpus_table
 from .._views.viewable import Viewable
 from .words import by_word
-from ..errors import FileFormatError, InputError, LayerError, close_matches
+from ..errors import InputError, LayerError, close_matches
 
 
 @reads("corpus")
