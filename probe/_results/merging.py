@@ -25,7 +25,7 @@ def merge_stderr(sigma: torch.Tensor, stderr: torch.Tensor, groups: Sequence[Seq
     estimates, so the geometric mean's relative error is ``sqrt(sum rel_i**2) / m`` for ``m`` pieces.
 
     >>> merge_stderr(torch.tensor([1.0, 4.0, 3.0]), torch.tensor([0.03, 0.16, 0.3]), [[0, 1], [2]])
-    tensor([0.1000, 0.3000])
+    tensor([0.0500, 0.3000])
     """
     index, counts = _index(groups, sigma.shape[-1], sigma.device)
     relative = (stderr.to(torch.float64) / sigma.to(torch.float64)).square()
