@@ -204,15 +204,20 @@ def floor(args) -> None:
     print("| layer | per-draw rel. spread (median / max over tokens) | draws for 2% RMS | draws for 1.6% every token | their cost, x the one-forward limit |")
     print("|---|---:|---:|---:|---:|")
     for layer in (1, 3, 6):
-        case = minilm_case(layer)
-        sigma = torch.tensor(optimum(layer, case, False), dtype=case.x.dtype)
-        spread = _energy_spread(case, sigma, 64)
+        case, spread = _spread_at_optimum(layer)
         rms = int(np.ceil((0.5 * np.sqrt(np.mean(spread**2)) / 0.02) ** 2))
         every = int(np.ceil((0.5 * spread.max() / 0.016) ** 2))
         xb = case.x[None].repeat(16, 1, 1)
         per_draw = median_time(lambda: _forward_backward(case, xb), 3) / 16
         cost = limit(case)
         print(f"| {layer} | {np.median(spread):.2f} / {spread.max():.2f} | {rms} | {every} | {rms * per_draw / cost:.1f} / {every * per_draw / cost:.1f} |")
+
+
+def _spread_at_optimum(layer: int):
+    """The MiniLM case of ``layer`` and each token's per-draw energy spread at its stored optimum (64 draws)."""
+    case = minilm_case(layer)
+    sigma = torch.tensor(optimum(layer, case, False), dtype=case.x.dtype)
+    return case, _energy_spread(case, sigma, 64)
 
 
 def _forward_backward(case, xb: torch.Tensor) -> None:
@@ -310,9 +315,7 @@ def efficiency(args) -> None:
     print("| layer | floor draws (2% RMS) | draws used (median) | ratio | steps |")
     print("|---|---:|---:|---:|---|")
     for layer in (1, 3, 6):
-        case = minilm_case(layer)
-        sigma = torch.tensor(optimum(layer, case, False), dtype=case.x.dtype)
-        spread = _energy_spread(case, sigma, 64)
+        case, spread = _spread_at_optimum(layer)
         floor_draws = (0.5 * np.sqrt(np.mean(spread**2)) / 0.02) ** 2
         used, steps = [], []
         for seed in range(3):
