@@ -33,7 +33,10 @@ def explain(
     ``x`` is one sentence's embeddings [tokens, features]. ``Phi`` maps it to the hidden state;
     it is vmapped over noise samples unless ``batched_phi=True`` says it already takes
     [samples, tokens, features]. Solver settings (``samples``, ``max_steps``, ``tol``, ...) are
-    keyword arguments; see ``SolverSettings``.
+    keyword arguments; see ``SolverSettings``. The result's ``stderr`` is each sigma's standard
+    error; it has ``converged`` once the root-mean-square over the words of ``stderr / sigma`` is
+    below ``tol``. Without a ``regularization`` the seed's self-normalisation ``mean(s**2)`` weighs
+    the change (``settings["weighting"]`` says which was used).
 
     >>> W = torch.tensor([10., 20., 5., -20., -10.])
     >>> exp = probe.explain(lambda x: W @ x, torch.randn(5, 256) / 100, scale=1.0)
