@@ -50,12 +50,13 @@ def corpus_table(result, top: int, min_count: int) -> str:
     width = max(5, *(len(n) for n in result.layers))
     lines = [
         f"corpus: {len(result)} sentences, {words} words; information loss in nats (lower = kept more)",
-        f"{'layer':<{width}}  {'per sentence':>12}  {'per word':>10}  converged",
+        f"{'layer':<{width}}  {'per sentence +/- stderr':>24}  {'per word':>10}  converged",
     ]
     per_word = result.sentence_information_loss.sum(1) / words
     for o, name in enumerate(result.layers):
         done = int(result.convergence[o].sum())
-        lines.append(f"{name:<{width}}  {float(result.mean_information_loss[o]):>12.1f}  {float(per_word[o]):>10.1f}  {done}/{len(result)}")
+        mean = plus_minus(float(result.mean_information_loss[o]), float(result.mean_information_loss_stderr[o]))
+        lines.append(f"{name:<{width}}  {mean:>24}  {float(per_word[o]):>10.1f}  {done}/{len(result)}")
     for name in result.layers:
         ranked = result.word_ranking(name, min_count)
         if not ranked:
