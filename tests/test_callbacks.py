@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import pytest
 import torch
@@ -179,3 +180,130 @@ def test_time_series_checks_what_is_appended_and_round_trips(tokenizer, tmp_path
     assert "sentence 0, layer bert.encoder.layer.1" in back.table() and back.table().count("\n") > len(result.words)
     with pytest.raises(probe.ProbeError, match="no steps yet"):
         back.until(5).plot()
+
+
+def tensorboard_events(folder):
+    """Everything the TensorBoard event files in ``folder`` hold, read by TensorBoard's own reader."""
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    events = EventAccumulator(str(folder), size_guidance={"images": 0, "scalars": 0})
+    events.Reload()
+    return events
+
+
+def assert_records_in_tensorboard(events, series, layers=LAYERS):
+    """Per record, one heatmap per sentence the size of its Sweep figure, and every layer's
+    information loss of every sentence, at the recorded steps."""
+    from io import BytesIO
+
+    from matplotlib.image import imread
+
+    tags = events.Tags()
+    for i, words in enumerate(series.words):
+        images = events.Images(f"probe/heatmap/sentence_{i}")
+        assert [e.step for e in images] == series.steps
+        pixels = imread(BytesIO(images[-1].encoded_image_string), format="png")
+        width = max(4.0, 0.6 * len(words) + 2.0) * 100
+        height = (1.6 + 0.45 * len(layers)) * 100
+        assert pixels.shape[:2] == (round(height), round(width)) and pixels.std() > 0.05, "a drawn heatmap, not a blank"
+        for k, layer in enumerate(layers):
+            scalars = events.Scalars(f"probe/information_loss/{layer}/sentence_{i}")
+            assert [e.step for e in scalars] == series.steps
+            expected = series.information_loss[i][:, k].sum(-1)
+            assert [e.value for e in scalars] == pytest.approx(expected.tolist(), rel=1e-6)
+    assert len(tags["images"]) == len(series.words) and len([t for t in tags["scalars"] if t.startswith("probe/")]) == len(series.words) * len(layers)
+
+
+def test_trainer_reporting_to_tensorboard_gets_each_record_as_an_image_and_scalars(tokenizer, tmp_path):
+    pytest.importorskip("tensorboard")
+    path = tmp_path / "timestamps.safetensors"
+    callback = SnapshotCallback(PROBES, LAYERS, path, every_n_steps=3, select=lambda h: h[:, 0], **SOLVER)
+    args = TrainingArguments(
+        output_dir=str(tmp_path / "trainer"), report_to=["tensorboard"], use_cpu=True, save_strategy="no", per_device_train_batch_size=8,
+        num_train_epochs=2, learning_rate=5e-3, logging_strategy="steps", logging_steps=2, disable_tqdm=True, seed=0,
+    )
+    Trainer(model=tiny_bert(tokenizer), args=args, train_dataset=Sentences(tokenizer), processing_class=tokenizer, callbacks=[callback]).train()
+
+    (folder,) = (tmp_path / "trainer" / "runs").iterdir()  # the Trainer's own TensorBoard folder, no other
+    events = tensorboard_events(folder)
+    assert [e.step for e in events.Scalars("train/loss")] == [2, 4, 6], "the Trainer's own scalars sit beside probe's"
+    series = probe.load(path)
+    assert series.steps == [0, 3, 6]
+    assert_records_in_tensorboard(events, series)
+
+
+def test_lightning_callback_records_like_the_trainer_one_and_logs_to_tensorboard(tokenizer, tmp_path):
+    lightning = pytest.importorskip("lightning.pytorch", reason="pip install 'sigma-probe[lightning]'")
+    pytest.importorskip("tensorboard")
+    from lightning.pytorch.loggers import TensorBoardLogger
+
+    from probe.callbacks import LightningSnapshotCallback
+
+    class Classifier(lightning.LightningModule):
+        def __init__(self, model) -> None:
+            super().__init__()
+            self.model = model
+
+        def training_step(self, batch, batch_idx):
+            loss = self.model(**batch).loss
+            self.log("train_loss", loss)
+            return loss
+
+        def configure_optimizers(self):
+            return torch.optim.AdamW(self.parameters(), lr=5e-3)
+
+    def fit(callbacks=(), logger=False) -> Classifier:
+        module = Classifier(tiny_bert(tokenizer))
+        loader = torch.utils.data.DataLoader(Sentences(tokenizer), batch_size=8, shuffle=False)
+        trainer = lightning.Trainer(
+            max_epochs=2, accelerator="cpu", devices=1, logger=logger, callbacks=list(callbacks), log_every_n_steps=1,
+            enable_checkpointing=False, enable_progress_bar=False, enable_model_summary=False,
+        )
+        torch.manual_seed(0)  # the dropout stream, the same in both fits
+        trainer.fit(module, loader)
+        return module
+
+    path = tmp_path / "lightning.safetensors"
+    callback = LightningSnapshotCallback(
+        PROBES, LAYERS, path, tokenizer=tokenizer, module="model", every_n_steps=4, on_epoch_end=True, scale=1.0, select=lambda h: h[:, 0], **SOLVER
+    )
+    logger = TensorBoardLogger(str(tmp_path), name="lit")
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*(num_workers|bottleneck|does not have many workers).*")
+        swept = fit([callback], logger)
+        plain = fit()
+
+    assert all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), swept.state_dict().values())), "the fit does not notice"
+    series = probe.load(path)
+    assert series.steps == [0, 3, 4, 6]  # start, epoch end, every 4, epoch end
+    assert series.epochs == pytest.approx([0.0, 1.0, 4 / 3, 2.0])
+    assert series.layers == LAYERS and series.sentences == PROBES and series.scale == 1.0
+    inputs = tokenizer(PROBES, padding=True, return_tensors="pt")
+    final = probe.snapshot_batch(swept.model, inputs, LAYERS, scale=1.0, select=lambda h: h[:, 0], tokenizer=tokenizer, **SOLVER)
+    for i, sweep in enumerate(final):
+        assert torch.equal(series.sigma[i][-1], sweep.sigma)
+
+    events = tensorboard_events(logger.log_dir)
+    assert len(events.Scalars("train_loss")) == 6, "Lightning's own scalars sit beside probe's"
+    assert_records_in_tensorboard(events, series)
+
+
+class FakeTrainer:
+    """What the callback reads of a Lightning trainer on rank 0 at the start of a fit."""
+
+    is_global_zero, global_step, current_epoch, loggers = True, 0, 0, []
+
+
+def test_lightning_callback_mistakes_are_probe_errors(tokenizer, tmp_path):
+    pytest.importorskip("lightning.pytorch")
+    from probe.callbacks import LightningSnapshotCallback
+
+    with pytest.raises(probe.ProbeError, match="pass tokenizer="):
+        LightningSnapshotCallback(PROBES, LAYERS, tmp_path / "s.safetensors", every_n_steps=5)
+    with pytest.raises(probe.ProbeError, match="every_n_steps=N, on_epoch_end=True"):
+        LightningSnapshotCallback(PROBES, LAYERS, tmp_path / "s.safetensors", tokenizer=tokenizer)
+    callback = LightningSnapshotCallback(PROBES, LAYERS, tmp_path / "s.safetensors", tokenizer=tokenizer, module="net", every_n_steps=5)
+    with pytest.raises(probe.ProbeError, match="no submodule 'net'; its children: model"):
+        holder = torch.nn.Module()
+        holder.model = tiny_bert(tokenizer)
+        callback.on_train_start(FakeTrainer(), holder)
