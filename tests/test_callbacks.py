@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import warnings
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -191,9 +192,21 @@ def tensorboard_events(folder):
     return events
 
 
-def assert_records_in_tensorboard(events, series, layers=LAYERS):
-    """Per record, one heatmap per sentence the size of its Sweep figure, and every layer's
-    information loss of every sentence, at the recorded steps."""
+def figure_pixels(figure):
+    """What a full draw of a matplotlib figure gives, as RGB [height, width, 3]."""
+    import numpy as np
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    canvas = FigureCanvasAgg(figure)
+    canvas.draw()
+    return np.asarray(canvas.buffer_rgba())[..., :3]
+
+
+def assert_records_in_tensorboard(events, series, last, layers=LAYERS):
+    """Per record, one heatmap per sentence, the last one exactly what ``Sweep.plot`` draws of the
+    last record (``last``: its Sweeps), and every layer's information loss of every sentence, at the
+    recorded steps."""
+
     from io import BytesIO
 
     from matplotlib.image import imread
@@ -202,10 +215,10 @@ def assert_records_in_tensorboard(events, series, layers=LAYERS):
     for i, words in enumerate(series.words):
         images = events.Images(f"probe/heatmap/sentence_{i}")
         assert [e.step for e in images] == series.steps
-        pixels = imread(BytesIO(images[-1].encoded_image_string), format="png")
-        width = max(4.0, 0.6 * len(words) + 2.0) * 100
-        height = (1.6 + 0.45 * len(layers)) * 100
-        assert pixels.shape[:2] == (round(height), round(width)) and pixels.std() > 0.05, "a drawn heatmap, not a blank"
+        pixels = (imread(BytesIO(images[-1].encoded_image_string), format="png")[..., :3] * 255).round().astype("uint8")
+        assert pixels.std() > 10, "a drawn heatmap, not a blank"
+        assert (pixels == figure_pixels(last[i].plot())).all(), "the heatmap Sweep.plot draws, pixel for pixel"
+        assert not (pixels == (imread(BytesIO(images[0].encoded_image_string), format="png")[..., :3] * 255).round()).all(), "steps differ"
         for k, layer in enumerate(layers):
             scalars = events.Scalars(f"probe/information_loss/{layer}/sentence_{i}")
             assert [e.step for e in scalars] == series.steps
@@ -222,14 +235,17 @@ def test_trainer_reporting_to_tensorboard_gets_each_record_as_an_image_and_scala
         output_dir=str(tmp_path / "trainer"), report_to=["tensorboard"], use_cpu=True, save_strategy="no", per_device_train_batch_size=8,
         num_train_epochs=2, learning_rate=5e-3, logging_strategy="steps", logging_steps=2, disable_tqdm=True, seed=0,
     )
-    Trainer(model=tiny_bert(tokenizer), args=args, train_dataset=Sentences(tokenizer), processing_class=tokenizer, callbacks=[callback]).train()
+    model = tiny_bert(tokenizer)
+    Trainer(model=model, args=args, train_dataset=Sentences(tokenizer), processing_class=tokenizer, callbacks=[callback]).train()
 
     (folder,) = (tmp_path / "trainer" / "runs").iterdir()  # the Trainer's own TensorBoard folder, no other
     events = tensorboard_events(folder)
     assert [e.step for e in events.Scalars("train/loss")] == [2, 4, 6], "the Trainer's own scalars sit beside probe's"
     series = probe.load(path)
     assert series.steps == [0, 3, 6]
-    assert_records_in_tensorboard(events, series)
+    inputs = tokenizer(PROBES, padding=True, return_tensors="pt")
+    last = probe.snapshot_batch(model, inputs, LAYERS, scale=series.scale, select=lambda h: h[:, 0], tokenizer=tokenizer, **SOLVER)
+    assert_records_in_tensorboard(events, series, last)
 
 
 def test_lightning_callback_records_like_the_trainer_one_and_logs_to_tensorboard(tokenizer, tmp_path):
@@ -285,13 +301,12 @@ def test_lightning_callback_records_like_the_trainer_one_and_logs_to_tensorboard
 
     events = tensorboard_events(logger.log_dir)
     assert len(events.Scalars("train_loss")) == 6, "Lightning's own scalars sit beside probe's"
-    assert_records_in_tensorboard(events, series)
+    assert_records_in_tensorboard(events, series, final)
 
 
-class FakeTrainer:
-    """What the callback reads of a Lightning trainer on rank 0 at the start of a fit."""
-
-    is_global_zero, global_step, current_epoch, loggers = True, 0, 0, []
+def lightning_trainer(global_step: int = 0, epoch: int = 0):
+    """What the callback reads of a Lightning trainer on rank 0 (4 batches an epoch, no logger)."""
+    return SimpleNamespace(is_global_zero=True, global_step=global_step, current_epoch=epoch, loggers=[], num_training_batches=4)
 
 
 def test_lightning_callback_mistakes_are_probe_errors(tokenizer, tmp_path):
@@ -300,10 +315,35 @@ def test_lightning_callback_mistakes_are_probe_errors(tokenizer, tmp_path):
 
     with pytest.raises(probe.ProbeError, match="pass tokenizer="):
         LightningSnapshotCallback(PROBES, LAYERS, tmp_path / "s.safetensors", every_n_steps=5)
+    with pytest.raises(probe.ProbeError, match="tensorboard must be True"):
+        LightningSnapshotCallback(PROBES, LAYERS, tmp_path / "s.safetensors", tokenizer=tokenizer, every_n_steps=5, tensorboard="no")
+    quiet = LightningSnapshotCallback(PROBES, LAYERS, tmp_path / "s.safetensors", tokenizer=tokenizer, every_n_steps=5, tensorboard=False)
+    quiet._log_to(object())
+    assert quiet.log is None, "tensorboard=False logs nowhere, even where the loop has TensorBoard"
     with pytest.raises(probe.ProbeError, match="every_n_steps=N, on_epoch_end=True"):
         LightningSnapshotCallback(PROBES, LAYERS, tmp_path / "s.safetensors", tokenizer=tokenizer)
     callback = LightningSnapshotCallback(PROBES, LAYERS, tmp_path / "s.safetensors", tokenizer=tokenizer, module="net", every_n_steps=5)
     with pytest.raises(probe.ProbeError, match="no submodule 'net'; its children: model"):
         holder = torch.nn.Module()
         holder.model = tiny_bert(tokenizer)
-        callback.on_train_start(FakeTrainer(), holder)
+        callback.on_train_start(lightning_trainer(), holder)
+
+
+def test_lightning_callback_records_its_steps_and_resumes_a_recorded_series(tokenizer, tmp_path):
+    pytest.importorskip("lightning.pytorch")
+    from probe.callbacks import LightningSnapshotCallback
+
+    path = tmp_path / "series.safetensors"
+    holder = torch.nn.Module()
+    holder.model = tiny_bert(tokenizer)
+    first = LightningSnapshotCallback(PROBES[0], LAYERS[0], path, tokenizer=tokenizer, module="model", every_n_steps=2, on_epoch_end=True, **SOLVER)
+    first.on_train_start(lightning_trainer(), holder)
+    for step in (1, 2, 3):
+        first.on_train_batch_end(lightning_trainer(step), holder, None, None, step - 1)
+    first.on_train_epoch_end(lightning_trainer(3), holder)
+    assert probe.load(path).steps == [0, 2, 3] and probe.load(path).epochs == pytest.approx([0.0, 0.5, 1.0])
+
+    resumed = LightningSnapshotCallback(PROBES[0], LAYERS[0], path, tokenizer=tokenizer, module="model", every_n_steps=2, at_start=False)
+    resumed.on_train_start(lightning_trainer(2), holder)
+    assert resumed.series.steps == [0, 2] and resumed.series.scale == first.series.scale
+    assert torch.equal(resumed.series.sigma[0], first.series.sigma[0][:2])

@@ -32,7 +32,7 @@ class LightningSnapshotCallback(Recorder, Callback):
     tokenizer's output as keywords. When the trainer has a ``TensorBoardLogger``, each record is
     also logged to it at the step: every sentence's layer-by-word heatmap as an image
     (``probe/heatmap/sentence_0``, ...) and its information loss at every layer as a scalar
-    (``probe/information_loss/LAYER/sentence_0``, ...).
+    (``probe/information_loss/LAYER/sentence_0``, ...); ``tensorboard=False`` turns that off.
 
     >>> cb = LightningSnapshotCallback(["the film was great", "a dull plot"], ["bert.encoder.layer.0"],
     ...                                tmp / "lightning.safetensors", tokenizer=tokenizer, module="model", every_n_steps=50)
@@ -68,7 +68,7 @@ class LightningSnapshotCallback(Recorder, Callback):
         if not trainer.is_global_zero:
             return
         loggers = [logger for logger in trainer.loggers if isinstance(logger, TensorBoardLogger)]
-        self.writer = loggers[0].experiment if loggers else None
+        self._log_to(loggers[0].experiment if loggers else None)
         self._begin(self._model(pl_module), trainer.global_step, float(trainer.current_epoch))
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
@@ -80,7 +80,7 @@ class LightningSnapshotCallback(Recorder, Callback):
             self._record(self._model(pl_module), trainer.global_step, float(trainer.current_epoch + 1))
 
     def on_train_end(self, trainer, pl_module) -> None:
-        self.writer = None  # the logger's own writer: Lightning closes it
+        self._log_to(None)  # the logger's own writer: Lightning closes it
 
 
 __all__ = ["LightningSnapshotCallback"]

@@ -17,7 +17,7 @@ from .._running.attach import attach
 from .._running.hooks import Select
 from .._utils.checks import check_positive, check_scale_rate, check_seed, settings_from
 from ..errors import InputError, ProbeFileNotFoundError
-from ._tensorboard import log_record
+from ._tensorboard import TensorBoardLog
 
 _CORPUS_BATCH = 64
 """Corpus sentences per padded forward pass when the regularization is recomputed."""
@@ -41,6 +41,7 @@ class Recorder:
         scale: float | None = None,
         rate: float = 0.1,
         seed: int = 0,
+        tensorboard: bool = True,
         **solver,
     ) -> None:
         self.sentences = [sentences] if isinstance(sentences, str) else list(sentences)
@@ -62,6 +63,8 @@ class Recorder:
         check_seed(seed)
         if select is not None and not callable(select):
             raise InputError("select must be a function of the layer's output, e.g. select=lambda h: h[:, 0]")
+        if not isinstance(tensorboard, bool):
+            raise InputError(f"tensorboard must be True (log each record where the loop logs to TensorBoard) or False, got {tensorboard!r}")
         if tokenizer is not None and not callable(tokenizer):
             raise InputError(f"tokenizer must be a tokenizer (callable on text), got {type(tokenizer).__name__}")
         self.path = Path(path)
@@ -79,10 +82,11 @@ class Recorder:
         self.rate = rate
         self.seed = seed
         self.solver = solver
+        self.tensorboard = tensorboard
         self.series: TimeSeries | None = None
         """What was recorded so far; None before the first record."""
-        self.writer = None
-        """The TensorBoard ``SummaryWriter`` each record is also logged to; None when the loop has none."""
+        self.log: TensorBoardLog | None = None
+        """Where each record also goes in TensorBoard; None when the loop has no TensorBoard (or ``tensorboard=False``)."""
 
     def plot(self, path: str | Path | None = None):
         """Sigma / scale per word across the recorded steps (dark = kept), one panel per layer and sentence.
@@ -135,5 +139,9 @@ class Recorder:
             self.series = TimeSeries.like(results, sentences=self.sentences)
         self.series.append(step, results, epoch=epoch)
         self.series.save(self.path)
-        if self.writer is not None:
-            log_record(self.writer, step, results)
+        if self.log is not None:
+            self.log.record(step, results)
+
+    def _log_to(self, writer) -> None:
+        """Logs each record to ``writer`` from now on (None: to no TensorBoard)."""
+        self.log = TensorBoardLog(writer) if writer is not None and self.tensorboard else None

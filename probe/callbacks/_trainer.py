@@ -32,7 +32,8 @@ class SnapshotCallback(Recorder, TrainerCallback):
     When the Trainer reports to TensorBoard (``report_to=["tensorboard"]``), each record is also
     logged into the Trainer's TensorBoard folder at the training step: every sentence's
     layer-by-word heatmap as an image (``probe/heatmap/sentence_0``, ...) and its information loss at
-    every layer as a scalar (``probe/information_loss/LAYER/sentence_0``, ...).
+    every layer as a scalar (``probe/information_loss/LAYER/sentence_0``, ...); ``tensorboard=False``
+    turns that off.
 
     >>> cb = SnapshotCallback(["the film was great", "a dull plot"], ["bert.encoder.layer.0", "bert.encoder.layer.1"],
     ...                       tmp / "timestamps.safetensors", tokenizer=tokenizer, every_n_steps=50)
@@ -50,8 +51,8 @@ class SnapshotCallback(Recorder, TrainerCallback):
             if processing_class is None or not callable(processing_class):
                 raise InputError("SnapshotCallback needs a tokenizer for its sentences: pass tokenizer= or give the Trainer processing_class=tokenizer")
             self.tokenizer = processing_class
-        if args is not None and "tensorboard" in (args.report_to or []):
-            self.writer = summary_writer(trainer_log_dir(args.output_dir))
+        if self.tensorboard and args is not None and "tensorboard" in (args.report_to or []):
+            self._log_to(summary_writer(trainer_log_dir(args.output_dir)))
         self._begin(model, state.global_step, state.epoch)
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
@@ -63,9 +64,9 @@ class SnapshotCallback(Recorder, TrainerCallback):
             self._record(model, state.global_step, state.epoch)
 
     def on_train_end(self, args, state, control, **kwargs):
-        if self.writer is not None:
-            self.writer.close()
-            self.writer = None
+        if self.log is not None:
+            self.log.writer.close()
+            self._log_to(None)
 
 
 __all__ = ["SnapshotCallback"]
