@@ -244,7 +244,7 @@ def test_trainer_reporting_to_tensorboard_gets_each_record_as_an_image_and_scala
     series = probe.load(path)
     assert series.steps == [0, 3, 6]
     inputs = tokenizer(PROBES, padding=True, return_tensors="pt")
-    last = probe.snapshot_batch(model, inputs, LAYERS, scale=series.scale, select=lambda h: h[:, 0], tokenizer=tokenizer, **SOLVER)
+    last = probe.snapshot_batch(model, inputs, LAYERS, scale=series.scale, select=lambda h: h[:, 0], tokenizer=tokenizer, **callback.solver)
     assert_records_in_tensorboard(events, series, last)
 
 
@@ -295,7 +295,7 @@ def test_lightning_callback_records_like_the_trainer_one_and_logs_to_tensorboard
     assert series.epochs == pytest.approx([0.0, 1.0, 4 / 3, 2.0])
     assert series.layers == LAYERS and series.sentences == PROBES and series.scale == 1.0
     inputs = tokenizer(PROBES, padding=True, return_tensors="pt")
-    final = probe.snapshot_batch(swept.model, inputs, LAYERS, scale=1.0, select=lambda h: h[:, 0], tokenizer=tokenizer, **SOLVER)
+    final = probe.snapshot_batch(swept.model, inputs, LAYERS, scale=1.0, select=lambda h: h[:, 0], tokenizer=tokenizer, **callback.solver)
     for i, sweep in enumerate(final):
         assert torch.equal(series.sigma[i][-1], sweep.sigma)
 
