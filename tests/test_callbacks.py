@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sys
 import warnings
 from types import SimpleNamespace
 
@@ -347,3 +348,14 @@ def test_lightning_callback_records_its_steps_and_resumes_a_recorded_series(toke
     resumed.on_train_start(lightning_trainer(2), holder)
     assert resumed.series.steps == [0, 2] and resumed.series.scale == first.series.scale
     assert torch.equal(resumed.series.sigma[0], first.series.sigma[0][:2])
+
+
+def test_without_lightning_the_lightning_callback_says_how_to_install_it(monkeypatch):
+    import probe.callbacks
+
+    monkeypatch.delitem(sys.modules, "probe.callbacks._lightning", raising=False)
+    monkeypatch.setitem(sys.modules, "lightning", None)
+    monkeypatch.setitem(sys.modules, "lightning.pytorch", None)
+    with pytest.raises(probe.ProbeError, match=r"pip install 'sigma-probe\[lightning\]'"):
+        probe.callbacks.LightningSnapshotCallback
+    assert probe.callbacks.SnapshotCallback is SnapshotCallback, "the HF Trainer callback needs no Lightning"
