@@ -29,6 +29,7 @@ bench: $(VENV)/.installed
 	$(PY) benchmarks/bench_attach.py
 	$(PY) benchmarks/bench_corpus.py
 	$(PY) benchmarks/bench_callback.py
+	OMP_NUM_THREADS=1 $(PY) benchmarks/bench_tensorboard.py
 	$(PY) benchmarks/soak.py
 
 clean:
