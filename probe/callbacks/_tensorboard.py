@@ -15,7 +15,6 @@ from pathlib import Path
 import numpy as np
 
 from .._results.sweep import Sweep
-from .._views.shade import FLOOR
 
 
 def heatmap_tag(sentence: int) -> str:
@@ -26,23 +25,31 @@ def loss_tag(layer: str, sentence: int) -> str:
     return f"probe/information_loss/{layer}/sentence_{sentence}"
 
 
-class Heatmap:
-    """One sentence's heatmap, redrawn cheaply at every record.
+def signature(figure, sweep: Sweep) -> tuple:
+    """What the heatmap of ``sweep`` shows besides its cells: its size, its colour range, its labels
+    (the words, the layers and whether each converged) and every title and text of its axes."""
+    image = figure.axes[0].images[0]
+    texts = tuple((ax.get_title(), ax.get_xlabel(), ax.get_ylabel(), *(t.get_text() for t in ax.texts)) for ax in figure.axes)
+    labels = tuple(sweep.words), tuple(sweep.layers), tuple(sweep[layer].converged for layer in sweep.layers)
+    return tuple(figure.get_size_inches()), image.norm.vmin, image.norm.vmax, texts, labels
 
-    The words, layers and colour range stay the same from record to record, so only the image's
-    values change: the figure (``Sweep.plot``) is laid out and drawn once without its image and the
-    axes' frame, and each record restores that background and draws just those on top, in the order
-    a full draw uses. The pixels are those of a fresh ``Sweep.plot`` (the tests compare them), at a
-    small fraction of the cost of a constrained layout per record.
+
+class Heatmap:
+    """A heatmap figure drawn once, whose cells can then be redrawn alone.
+
+    The figure (``Sweep.plot``) is laid out and drawn once without what lies on its cells (the
+    image, the axes' frame, any text on the cells); ``pixels`` restores that background and draws
+    just those on top, in the order a full draw uses: the pixels of a full draw (the tests compare
+    them) without a constrained layout each time.
     """
 
-    def __init__(self, sweep: Sweep) -> None:
+    def __init__(self, figure, signature: tuple) -> None:
         from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-        figure = sweep.plot()
+        self.signature = signature
         self.canvas = FigureCanvasAgg(figure)
         self.axes = figure.axes[0]
-        self.front = [self.axes.images[0], *self.axes.spines.values()]
+        self.front = sorted([*self.axes.images, *self.axes.spines.values(), *self.axes.texts], key=lambda artist: artist.get_zorder())
         for artist in self.front:
             artist.set_visible(False)
         self.canvas.draw()
@@ -51,9 +58,9 @@ class Heatmap:
         for artist in self.front:
             artist.set_visible(True)
 
-    def pixels(self, sweep: Sweep) -> np.ndarray:
-        """The heatmap of ``sweep`` as an RGB array [height, width, 3]."""
-        self.axes.images[0].set_data(np.clip(sweep.relative_sigma.numpy(), FLOOR, 1.0))
+    def pixels(self, cells: np.ndarray) -> np.ndarray:
+        """The heatmap with ``cells`` (the image's values) as an RGB array [height, width, 3]."""
+        self.axes.images[0].set_data(cells)
         self.canvas.restore_region(self.background)
         for artist in self.front:
             self.axes.draw_artist(artist)
@@ -61,18 +68,29 @@ class Heatmap:
 
 
 class TensorBoardLog:
-    """Writes records to a TensorBoard ``SummaryWriter``, keeping one ``Heatmap`` per sentence."""
+    """Writes records to a TensorBoard ``SummaryWriter``.
+
+    A sentence's heatmap usually differs from record to record in its cells alone (the same words,
+    layers, colour range and texts), so its drawn figure is kept and only the cells redrawn; when
+    anything else differs, the new figure is drawn in full and kept instead.
+    """
 
     def __init__(self, writer) -> None:
         self.writer = writer
         self._heatmaps: dict[int, Heatmap] = {}
 
+    def heatmap(self, sentence: int, sweep: Sweep) -> np.ndarray:
+        figure = sweep.plot()
+        shown = signature(figure, sweep)
+        kept = self._heatmaps.get(sentence)
+        if kept is None or kept.signature != shown:
+            kept = self._heatmaps[sentence] = Heatmap(figure, shown)
+        return kept.pixels(figure.axes[0].images[0].get_array())
+
     def record(self, step: int, results: Sequence[Sweep]) -> None:
         """Writes one record of ``results`` (one Sweep per sentence) at ``step`` and flushes."""
         for i, sweep in enumerate(results):
-            if i not in self._heatmaps:
-                self._heatmaps[i] = Heatmap(sweep)
-            self.writer.add_image(heatmap_tag(i), self._heatmaps[i].pixels(sweep), step, dataformats="HWC")
+            self.writer.add_image(heatmap_tag(i), self.heatmap(i, sweep), step, dataformats="HWC")
             for layer, loss in zip(sweep.layers, sweep.information_loss.sum(-1).tolist()):
                 self.writer.add_scalar(loss_tag(layer, i), loss, step)
         self.writer.flush()
