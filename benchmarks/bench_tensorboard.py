@@ -4,9 +4,9 @@ The model and probe sentences of ``bench_callback.py`` (a 2-layer BERT with 64 f
 sentences, both encoder layers, default solver settings). Records alternate without and with a
 TensorBoard writer in one process; each time is the median over ``--repeats`` records. Logging one
 record draws one heatmap per sentence and writes it with one scalar per sentence and layer. "laid
-out once" is the callback as it runs (each sentence's figure laid out and drawn at the first record,
-then only its image and frame redrawn); "fresh figures" draws every heatmap anew (``Sweep.plot``
-and a full draw each time), for comparison.
+out once" is the callback as it runs (each sentence's figure drawn in full at the first record, then
+only its cells redrawn while its range, labels and texts stay the same); "fresh figures" draws every
+heatmap in full each time, for comparison.
 
     python benchmarks/bench_tensorboard.py [--repeats 7]
 """
