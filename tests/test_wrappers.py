@@ -185,6 +185,23 @@ def test_a_wrong_name_suggests_a_name_that_gives_the_right_result(folders, refer
     _same(_explained(compiled, "_orig_mod.encoder.layer.0", _inputs(folders["bert"])), reference["bert"], "compiled")
 
 
+class Keeper(nn.Module):
+    """A wrapper whose own name 'encoder' means the whole model, while the model's 'encoder' is its BertEncoder."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.encoder = model
+
+
+def test_a_name_that_means_two_modules_is_refused_with_the_full_name(folders):
+    probe.adapters.register_wrapper(Keeper, "encoder")
+    model = _load(folders, "bert")
+    with pytest.raises(LayerError, match="'encoder' names different modules.*'encoder.encoder'"):
+        probe.attach(Keeper(model), "encoder")
+    p = probe.attach(Keeper(model), ["encoder.layer.1", "encoder.encoder.layer.0"])
+    assert p.adapter.name == "bert" and p.layers == ["encoder.layer.1", "encoder.encoder.layer.0"]
+
+
 class Stack(nn.Module):
     """Embedding, then the attached layer ``lin``, then a change in place of what came before."""
 
