@@ -226,12 +226,14 @@ class Stack(nn.Module):
         return self.out(h)
 
 
+@pytest.mark.parametrize("layers", ["lin", ["lin", "out"]], ids=["one-layer", "sweep"])
 @pytest.mark.parametrize("change", ["relu", "residual", "embedding"])
-def test_an_output_changed_in_place_later_is_explained_as_produced(change):
+def test_an_output_changed_in_place_later_is_explained_as_produced(change, layers):
+    """On a sweep the noisy passes run on past ``lin`` to ``out``, through the change in place."""
     ids = torch.tensor([[3, 5, 7, 9], [4, 6, 8, 10]])
     results = []
     for inplace in (False, True):
-        with probe.attach(Stack(change, inplace).eval(), "lin") as p:
+        with probe.attach(Stack(change, inplace).eval(), layers) as p:
             results.append(p.explain_batch(ids, scale=2.0, **FAST))
     for a, b in zip(*results):
         torch.testing.assert_close(a.sigma, b.sigma, rtol=1e-6, atol=0)

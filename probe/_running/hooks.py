@@ -207,9 +207,11 @@ class HookRunner:
             value = self._selected(name, self.adapter.output(module, output, self._tokens))
             if not isinstance(value, torch.Tensor) or not value.is_floating_point():
                 raise LayerError(f"layer {name!r} gives {describe(value)}, not a float tensor; pass select= to pick a tensor from it")
+            # a noisy pass stops at its last needed output: only what runs after a capture can change it
+            stops = not self._clean and all(self._seen[n] for n in self._needed if n != name)
             # one number per sentence (a neuron, a logit) is a state of one feature
-            self._seen[name].append(_captured(value[:, None] if value.ndim == 1 else value))
-            if not self._clean and all(self._seen[n] for n in self._needed):
+            self._seen[name].append(_captured(value[:, None] if value.ndim == 1 else value, copy=not stops))
+            if stops:
                 raise _StopForward
             return None
 
@@ -230,10 +232,13 @@ def _for_solver(value: torch.Tensor) -> torch.Tensor:
     return value.float() if value.dtype in _HALF else value
 
 
-def _captured(value: torch.Tensor) -> torch.Tensor:
-    """A layer's output as it is when produced, for the solver: a copy (differentiable), so that an
-    in-place operation later in the pass (``ReLU(inplace=True)``, a residual ``+=``) cannot change it."""
-    return value.float() if value.dtype in _HALF else value.clone()
+def _captured(value: torch.Tensor, copy: bool) -> torch.Tensor:
+    """A layer's output as it is when produced, for the solver: a copy (differentiable) when more of
+    the pass runs after it, so that an in-place operation later (``ReLU(inplace=True)``, a residual
+    ``+=``) cannot change it."""
+    if value.dtype in _HALF:
+        return value.float()
+    return value.clone() if copy else value
 
 
 _FASTPATH_LOCK = threading.Lock()
