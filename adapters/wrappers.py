@@ -39,6 +39,8 @@ def register_wrapper(kind: type | Callable[[nn.Module], bool], inner: str | Inne
     keep the real model at attribute ``inner`` (a name, or a function of the wrapper). probe then
     explains and runs that model, exactly as if it had been passed itself; names of the wrapper
     (``"model.encoder.layer.0"``) and of the model inside (``"encoder.layer.0"``) both work.
+    ``takes_dict``: the wrapper's forward takes the inputs as one dict, not as keywords (probe calls
+    the wrapper only when an attached layer lies outside the model inside).
 
     >>> class Holder(torch.nn.Module):
     ...     def __init__(self, model):

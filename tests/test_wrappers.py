@@ -90,6 +90,9 @@ def test_a_compiled_model_is_explained_as_the_model_inside(folders, reference, k
     inputs = _inputs(folders[kind])
     _same(_explained(compiled, LAYERS[kind], inputs), reference[kind], "compiled")
     _same(_explained(compiled, "_orig_mod." + LAYERS[kind], inputs), reference[kind], "compiled")  # the name probe layers lists
+    in_place = _load(folders, kind)
+    in_place.compile()  # no wrapper: the module itself runs compiled, which probe runs eagerly
+    _same(_explained(in_place, LAYERS[kind], inputs), reference[kind], "none")
 
 
 @pytest.mark.parametrize("kind", ["bert", "gpt2"])

@@ -40,6 +40,8 @@ class attach:
     an {id: word} dict); found next to a HuggingFace model when omitted. ``call`` picks
     which call of a module that runs several times per forward pass to explain (0-based, -1 the
     last): one int for every attached layer, a list with one entry per layer, or {name: k}.
+    A wrapped model (PEFT, SentenceTransformer, compiled, DataParallel) is explained exactly as the
+    model inside, whose own layer names work too (``probe.adapters.register_wrapper`` adds a wrapper).
 
     >>> with probe.attach(model, "encoder.layer.2") as p:
     ...     exp = p.explain(tokenizer("a fine film", return_tensors="pt"), samples=4, max_steps=2)
