@@ -188,6 +188,26 @@ def test_a_wrong_name_suggests_a_name_that_gives_the_right_result(folders, refer
     _same(_explained(compiled, "_orig_mod.encoder.layer.0", _inputs(folders["bert"])), reference["bert"], "compiled")
 
 
+class Headed(nn.Module):
+    """A user's wrapper with a head of its own: attaching the head makes probe call the wrapper."""
+
+    def __init__(self, model: nn.Module) -> None:
+        super().__init__()
+        self.inner, self.head = model, nn.Linear(32, 2)
+
+    def forward(self, input_ids, attention_mask, **more):
+        return self.head(self.inner(input_ids=input_ids, attention_mask=attention_mask, **more).last_hidden_state)
+
+
+def test_a_layer_outside_the_model_inside_runs_the_wrapper(folders, reference):
+    """The noise still goes where the model inside takes it, with its scale, positions passed on."""
+    probe.adapters.register_wrapper(Headed, "inner")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # left padding: position_ids reach the model through **more
+        sweeps = _explained(Headed(_load(folders, "bert")), ["encoder.layer.0", "head"], _inputs(folders["bert"]))
+    _same([sweep["encoder.layer.0"] for sweep in sweeps], reference["bert"], "Headed")
+
+
 class Keeper(nn.Module):
     """A wrapper whose own name 'encoder' means the whole model, while the model's 'encoder' is its BertEncoder."""
 

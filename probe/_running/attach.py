@@ -89,6 +89,7 @@ class attach:
             raise LayerError(f"module(s) {scripted} are TorchScript, which takes no hooks; build them from their Python class and load their weights")
         refuse_quantized(model)
         self.adapter = choose(self._held.model, layer_modules, adapter)
+        self.adapter.called = self._held.run
         warn_if_unsure(self._held, self.adapter, forced=adapter is not None, embedding_given=embedding is not None)
         chosen = modules[embedding] if embedding is not None else self.adapter.embedding()
         self._runner = HookRunner(self._held.run, names, layer_modules, chosen, self.adapter, select, calls_per_layer(call, names), call=self._held.call)
