@@ -34,7 +34,7 @@ class Held:
     takes_dict: bool
     wrappers: list[str]
     modules: dict[str, nn.Module]
-    compiled_in_place: bool
+    runs_compiled: bool
 
     @property
     def wrapper(self) -> str:
@@ -43,7 +43,7 @@ class Held:
 
     def call(self, inputs):
         """One forward pass of ``run`` (eager even where a module was compiled in place)."""
-        stance = torch.compiler.set_stance("force_eager") if self.compiled_in_place else contextlib.nullcontext()
+        stance = torch.compiler.set_stance("force_eager") if self.runs_compiled else contextlib.nullcontext()
         with stance:
             if self.takes_dict and isinstance(inputs, Mapping):
                 return self.run(dict(inputs))
@@ -68,7 +68,7 @@ def held(model: nn.Module, names: Sequence[str]) -> Held:
     run = chain[level][0]
     wrapper = chain[level][1]
     kinds = [w.kind for _, w in chain if w is not None]
-    return Held(model, chain[-1][0], run, bool(wrapper and wrapper.takes_dict), kinds, resolved, _compiled_in_place(run))
+    return Held(model, chain[-1][0], run, bool(wrapper and wrapper.takes_dict), kinds, resolved, _runs_compiled(run))
 
 
 def _names(outer: nn.Module, inner: nn.Module) -> dict[str, nn.Module | str]:
@@ -89,9 +89,11 @@ def _holds(level: nn.Module, modules: Sequence[nn.Module]) -> bool:
     return all(id(m) in inside for m in modules)
 
 
-def _compiled_in_place(model: nn.Module) -> bool:
-    """Whether a module was compiled in place (``module.compile()``): it would trace probe's hooks, so it runs eagerly."""
-    return any(getattr(m, "_compiled_call_impl", None) is not None for m in model.modules())
+def _runs_compiled(model: nn.Module) -> bool:
+    """Whether the module probe calls would run compiled (compiled in place with ``module.compile()``,
+    or a ``torch.compile`` result itself, when the whole model is attached): it would trace probe's
+    hooks, so it runs eagerly."""
+    return type(model).__name__ == "OptimizedModule" or any(getattr(m, "_compiled_call_impl", None) is not None for m in model.modules())
 
 
 def refuse_quantized(model: nn.Module) -> None:
