@@ -148,6 +148,16 @@ def test_a_task_specific_peft_model_merged_or_not(folders):
     _same(_explained(wrapped, "transformer.h.0", inputs), expected, "peft")
 
 
+def test_a_corpus_of_a_peft_model_is_the_corpus_of_the_weights_merged(folders):
+    """probe.corpus hands a wrapped transformers model the attention mask of its padded batches."""
+    wrapped = _peft(_load(folders, "bert"), "bert", "lora")
+    merged = copy.deepcopy(wrapped).merge_and_unload()
+    got, expected = (probe.corpus(m, "encoder.layer.0", SENTENCES, batch_size=2, **FAST) for m in (wrapped, merged))
+    assert got.words == expected.words and got.settings["wrapper"] == "peft"
+    for a, b in zip(got.sigma, expected.sigma):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
+
+
 @pytest.mark.parametrize("kind", ["bert", "gpt2"])
 def test_a_sentence_transformer_takes_its_own_features_or_the_tokenizers(folders, reference, kind):
     from sentence_transformers import SentenceTransformer, models

@@ -98,7 +98,7 @@ def _runs_compiled(model: nn.Module) -> bool:
 
 def refuse_quantized(model: nn.Module) -> None:
     """int8 layers of ``torch.ao.quantization`` pass no gradient back to the noise: refused."""
-    found = [name for name, m in model.named_modules() if type(m).__module__.startswith(("torch.ao.nn.quantized", "torch.nn.quantized"))]
+    found = [name for name, m in model.named_modules() if type(m).__module__.startswith(("torch.ao.nn.quantized", "torch.ao.nn.intrinsic.quantized", "torch.nn.quantized"))]
     if found:
         shown = ", ".join(repr(n) for n in found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
         raise ModelError(
