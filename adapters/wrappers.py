@@ -29,6 +29,8 @@ class Wrapper:
     recognises: Callable[[nn.Module], bool]
     inner: Inner
     takes_dict: bool = False
+    key: object = None
+    """What it was registered by (a class or a function): registering it again replaces it."""
 
 
 _WRAPPERS: list[Wrapper] = []
@@ -64,7 +66,8 @@ def register_wrapper(kind: type | Callable[[nn.Module], bool], inner: str | Inne
         inner = _attribute(inner)
     elif not callable(inner):
         raise InputError(f"register_wrapper takes the attribute that holds the model (a name, or a function), got {inner!r}")
-    _WRAPPERS.insert(0, Wrapper(name, recognises, inner, takes_dict))
+    _WRAPPERS[:] = [w for w in _WRAPPERS if w.key is not kind]
+    _WRAPPERS.insert(0, Wrapper(name, recognises, inner, takes_dict, key=kind))
 
 
 def _attribute(path: str) -> Inner:
