@@ -1,8 +1,9 @@
 """The seed's objective, pieces shared by every solver.
 
 For one explained hidden state ``s`` the data term is ``sum(W * (Phi(x + eps) - s)**2)``, where the
-full weight ``W`` folds the seed's ``mean over elements`` and ``1 / r**2`` (or ``1 / mean(s**2)``
-without a regularization) into one tensor, zero on padding. The penalty is
+full weight ``W`` folds the seed's ``mean over elements`` and ``1 / r**2`` into one tensor, zero on
+padding. Without a regularization ``r`` is each feature's std over the sentence's own tokens where
+the state has a token axis (``own_weight``), else the seed's ``1 / mean(s**2)``. The penalty is
 ``- rate * mean_i log(sigma_i / scale)`` over real tokens.
 """
 
