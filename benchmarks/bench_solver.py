@@ -294,6 +294,13 @@ def scalar(args) -> None:
         return (case.phi_batched(xb)[:, 0] @ direction)[:, None]
 
     stored = json.loads(OPTIMUM_PATH.read_text())
+    if args.no_reference:
+        print("\n## one number: MiniLM last-layer [CLS] on a fixed direction, probe.explain at defaults, no reference")
+        for seed in range(2):
+            seconds, e = timed(lambda s=seed: probe.explain(projection, case.x, scale=case.scale, batched_phi=True, seed=s))
+            relative = e.stderr / e.sigma
+            print(f"seed {seed}: {seconds:.1f} s, converged {e.converged}, steps {e.steps}, stderr/sigma {float(relative.square().mean().sqrt()):.1%} RMS, {float(relative.max()):.1%} max")
+        return
     if args.recompute or "6-cls-projection" not in stored:
         start = probe.explain(projection, case.x, scale=case.scale, batched_phi=True, max_steps=0).sigma.numpy()
         stored["6-cls-projection"] = reference_optimum(case.x, projection, case.scale, 0.1, None, samples=64, steps=400, init_sigma=start, seed=1).tolist()
@@ -355,6 +362,7 @@ def main() -> None:
     parser.add_argument("sections", nargs="*", help=f"sections to run, of {', '.join(SECTIONS)} (default: all)")
     parser.add_argument("--runs", type=int, default=5, help="runs of probe per timing (seeds 0 .. runs-1 where the seed matters)")
     parser.add_argument("--seed-runs", type=int, default=1, help="runs of the seed's algorithm (~2 min each)")
+    parser.add_argument("--no-reference", action="store_true", help="scalar: seeds 0-1 at defaults without the high-precision optimum (time, converged, stderr only)")
     parser.add_argument("--calibration-seeds", type=int, default=8, help="seeds of probe.explain per layer in the calibration section")
     parser.add_argument("--recompute", action="store_true", help="recompute the stored high-precision optima")
     args = parser.parse_args()
