@@ -52,6 +52,15 @@ def refused(where: str, call) -> None:
         _escaped(where, "accepted")
 
 
+def held(where: str, check) -> None:
+    """``check()`` (a function of asserts) must pass: what a user must get, counted like a refusal."""
+    TALLY["tried"] += 1
+    try:
+        check()
+    except Exception as err:  # noqa: BLE001 - what escapes is what is measured
+        _escaped(where, f"{type(err).__name__}: {' '.join(str(err).split())}")
+
+
 def one_line_exit_2(where: str, main, argv: list[str]) -> None:
     """``main(argv)`` must exit 2 with one line on stderr, no traceback."""
     TALLY["tried"] += 1

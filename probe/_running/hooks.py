@@ -21,6 +21,8 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from .._utils.memory import ADVICE as MEMORY_ADVICE, out_of_memory
+from .._utils.text import one_line
 from ..errors import InputError, LayerError, ModelError, ProbeError
 
 Select = Callable[[torch.Tensor], torch.Tensor]
@@ -120,6 +122,8 @@ class HookRunner:
         except ProbeError:
             raise
         except Exception as err:
+            if out_of_memory(err):
+                raise ModelError(f"out of memory while the model ran ({type(err).__name__}: {one_line(str(err), 120)}); {MEMORY_ADVICE}") from err
             if not (self._clean and self._embedded is not None and all(self._seen.values())):
                 raise ModelError(f"the model rejected the inputs: {type(err).__name__}: {err}") from err
             # the model fails after every attached layer ran (e.g. a decoder with no inputs): what ran is the pass

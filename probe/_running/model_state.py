@@ -1,58 +1,48 @@
 """Leaving a model, and the process, as probe found them.
 
 While probe runs a model it needs eval mode and autograd (even under the caller's
-``torch.inference_mode``), one run at a time per module, and random streams that the caller does
-not see move. Everything here is put back on every way out, exceptions included.
+``torch.inference_mode``) and one run at a time per module. Its noise comes from its own
+generators, so the global random streams are neither drawn from nor rewound: another thread
+drawing from them meanwhile sees every draw once. Train/eval mode is an attribute of each module,
+shared by all threads, so while probe holds a model in eval mode a forward pass of it from any
+other thread is refused (``ConcurrentUseError``) instead of running silently in the wrong mode.
+Everything here is put back on every way out, exceptions included.
 """
 
 from __future__ import annotations
 
 import os
-import random
 import threading
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
-import numpy as np
 import torch
 from torch import nn
 
 from ..errors import InputError
+
+CONCURRENT = (
+    "this model is being explained by probe in another thread, which holds it in eval mode, so this forward pass "
+    "would not run in the mode you set; wait until probe's call returns, or give probe its own copy.deepcopy(model)"
+)
 
 _RUNNING: weakref.WeakSet[nn.Module] = weakref.WeakSet()
 """The hooked modules of every probe run in progress."""
 _RUNNING_LOCK = threading.Lock()
 
 
-@contextmanager
-def isolated() -> Iterator[None]:
-    """Leaves every random stream a caller uses as found: torch's CPU generator, each CUDA device's
-    generator (when CUDA is in use), Python's ``random`` and numpy's global generator. Inside,
-    autograd works even under an enclosing ``torch.inference_mode()``.
-
-    >>> before = torch.get_rng_state()
-    >>> with isolated():
-    ...     _ = torch.rand(3)
-    >>> torch.equal(before, torch.get_rng_state())
-    True
-    """
-    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
-    python_state, numpy_state = random.getstate(), np.random.get_state()
-    try:
-        with torch.random.fork_rng(devices=devices), torch.inference_mode(False):
-            yield
-    finally:
-        random.setstate(python_state)
-        np.random.set_state(numpy_state)
+class ConcurrentUseError(InputError):
+    """A forward pass from another thread while probe holds the model in eval mode."""
 
 
 @contextmanager
 def running(model: nn.Module, hooked: Sequence[nn.Module]) -> Iterator[None]:
-    """Eval mode, autograd and untouched random streams inside; every module's train flag restored
-    on the way out. Refuses a second run on the same modules at the same time: its hooks would see
-    this run's noise."""
-    with _claimed(hooked), isolated():
+    """Eval mode and autograd inside (even under an enclosing ``torch.inference_mode()``); every
+    module's train flag restored on the way out. Refuses a second run on the same modules at the
+    same time (its hooks would see this run's noise), and any other thread's forward pass of the
+    model while it runs (it would run in probe's eval mode)."""
+    with _claimed(hooked), torch.inference_mode(False), _only_this_thread(model):
         modes = [(m, m.training) for m in model.modules()]
         model.eval()
         try:
@@ -60,6 +50,25 @@ def running(model: nn.Module, hooked: Sequence[nn.Module]) -> Iterator[None]:
         finally:
             for module, mode in modes:
                 module.training = mode
+
+
+@contextmanager
+def _only_this_thread(model: nn.Module) -> Iterator[None]:
+    """A pre-hook on every module that refuses calls from any thread but this one; installed before
+    the modes change and removed after they are restored, so another thread's pass that overlaps
+    any part of the change fails at its next module instead of computing in eval mode."""
+    owner = threading.get_ident()
+
+    def guard(module: nn.Module, args) -> None:
+        if threading.get_ident() != owner:
+            raise ConcurrentUseError(CONCURRENT)
+
+    handles = [m.register_forward_pre_hook(guard) for m in model.modules()]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 @contextmanager
