@@ -18,6 +18,7 @@ import os
 from collections import Counter
 
 import numpy as np
+import pytest
 import torch
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -57,7 +58,7 @@ def held(where: str, check) -> None:
     TALLY["tried"] += 1
     try:
         check()
-    except Exception as err:  # noqa: BLE001 - what escapes is what is measured
+    except (Exception, pytest.fail.Exception) as err:  # noqa: BLE001 - what escapes is what is measured (pytest.raises fails with a BaseException)
         _escaped(where, f"{type(err).__name__}: {' '.join(str(err).split())}")
 
 

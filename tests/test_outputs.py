@@ -105,13 +105,15 @@ def test_python_writes_refuse_files_of_another_kind(files):
     exp = probe.load(files["a"])
     for name, write in (("save", exp.save), ("to_html", exp.to_html), ("plot", exp.plot)):
         for target in ("weights", "sentences", "config") + (("a",) if name != "save" else ()):
+            before = files[target].read_bytes()
+
             def check():
-                before = files[target].read_bytes()
                 with pytest.raises(probe.ProbeError):
                     write(files[target])
                 assert files[target].read_bytes() == before
 
             held(f"{name} onto {target}", check)
+            files[target].write_bytes(before)  # for the next case, when this one escaped
 
 
 def test_two_outputs_of_one_command_may_not_be_one_file(files, tmp_path):

@@ -3,8 +3,8 @@
 baukit's ``Trace`` pattern: hooks are installed on entering and removed on leaving, whatever happens;
 the embedding's hook substitutes a replacement output (the noisy copies); each attached layer's hook
 records its output, and after the last one needed a private exception stops the forward pass.
-Hooks act only for the thread that started the run: another thread's forward pass of the same model
-goes through untouched.
+Hooks act only for the thread that started the run; another thread's forward pass of the same model
+meanwhile is refused (``model_state.running``), since the model is in probe's eval mode.
 
 A module may run several times in one pass (a weight-shared block): the clean pass runs the model to
 the end and counts every layer's calls, so that ``call=k`` (negative from the end) names one of them;

@@ -2,8 +2,9 @@
 
 While probe runs a model it needs eval mode and autograd (even under the caller's
 ``torch.inference_mode``) and one run at a time per module. Its noise comes from its own
-generators, so the global random streams are neither drawn from nor rewound: another thread
-drawing from them meanwhile sees every draw once. Train/eval mode is an attribute of each module,
+generators, so it draws nothing from the global random streams. A model that draws from them in
+its own forward pass moves them; probe puts them back only when no other Python thread runs,
+since putting them back would rewind another thread's draws (it would see them twice). Train/eval mode is an attribute of each module,
 shared by all threads, so while probe holds a model in eval mode a forward pass of it from any
 other thread is refused (``ConcurrentUseError``) instead of running silently in the wrong mode.
 Everything here is put back on every way out, exceptions included.
@@ -12,11 +13,13 @@ Everything here is put back on every way out, exceptions included.
 from __future__ import annotations
 
 import os
+import random
 import threading
 import weakref
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -42,7 +45,7 @@ def running(model: nn.Module, hooked: Sequence[nn.Module]) -> Iterator[None]:
     module's train flag restored on the way out. Refuses a second run on the same modules at the
     same time (its hooks would see this run's noise), and any other thread's forward pass of the
     model while it runs (it would run in probe's eval mode)."""
-    with _claimed(hooked), torch.inference_mode(False), _only_this_thread(model):
+    with _claimed(hooked), torch.inference_mode(False), _streams_kept_alone(), _only_this_thread(model):
         modes = [(m, m.training) for m in model.modules()]
         model.eval()
         try:
@@ -50,6 +53,39 @@ def running(model: nn.Module, hooked: Sequence[nn.Module]) -> Iterator[None]:
         finally:
             for module, mode in modes:
                 module.training = mode
+
+
+@contextmanager
+def _streams_kept_alone() -> Iterator[None]:
+    """The global random streams (torch's CPU and CUDA generators, ``random``, numpy) as found on the
+    way out, when the model moved them and this is the only Python thread; never a rewind that
+    another thread could see."""
+    before = _streams()
+    try:
+        yield
+    finally:
+        if _alone() and not _same(before, _streams()):
+            torch.set_rng_state(before[0])
+            if before[1] is not None:
+                torch.cuda.set_rng_state_all(before[1])
+            random.setstate(before[2])
+            np.random.set_state(before[3])
+
+
+def _alone() -> bool:
+    """Whether no other thread could draw random numbers: tqdm's monitor thread (progress bars) draws none."""
+    me = threading.current_thread()
+    return all(t is me or type(t).__name__ == "TMonitor" for t in threading.enumerate())
+
+
+def _streams() -> tuple:
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    return torch.get_rng_state(), cuda, random.getstate(), np.random.get_state()
+
+
+def _same(a: tuple, b: tuple) -> bool:
+    cuda_same = (a[1] is None) == (b[1] is None) and (a[1] is None or all(torch.equal(x, y) for x, y in zip(a[1], b[1])))
+    return torch.equal(a[0], b[0]) and cuda_same and a[2] == b[2] and all(np.array_equal(x, y) for x, y in zip(a[3], b[3]))
 
 
 @contextmanager

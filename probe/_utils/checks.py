@@ -194,8 +194,10 @@ def check_image_path(path, option: str = "plot", inputs: Iterable = ()) -> Path:
     from matplotlib.backend_bases import FigureCanvasBase
 
     kinds = set(FigureCanvasBase.get_supported_filetypes()) - _NEEDS_LATEX
+    if path.suffix[1:].lower() in _NEEDS_LATEX:
+        raise InputError(f"{option} {str(path)!r}: {path.suffix!r} files need a LaTeX installation; use .pdf or .svg")
     if path.suffix and path.suffix[1:].lower() not in kinds:
-        raise InputError(f"{option} {str(path)!r}: probe cannot draw {path.suffix!r} files; use one of {', '.join('.' + k for k in sorted(kinds))}")
+        raise InputError(f"{option} {str(path)!r}: matplotlib cannot draw {path.suffix!r} files; use one of {', '.join('.' + k for k in sorted(kinds))}")
     return path
 
 

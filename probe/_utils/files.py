@@ -13,7 +13,7 @@ from safetensors.torch import load as _load_bytes
 from safetensors.torch import save as _save_bytes
 
 from ..errors import FileAccessError, FileFormatError, InputError, ProbeFileNotFoundError
-from .targets import check_target, kind_of, read_header
+from .targets import check_target, file_name, kind_of, read_header
 
 FORMAT = "probe"
 FORMAT_VERSION = 1
@@ -39,9 +39,7 @@ def write_atomic(path: str | Path, data: bytes, example: str) -> None:
     message when ``path`` is a folder; its suffix says what kind of file this is, and an existing
     file of another kind, a FIFO or a device is refused (``check_target``).
     """
-    if not isinstance(path, (str, os.PathLike)) or not str(path):
-        raise InputError(f"the path to save to must be a file name (str or pathlib.Path), got {path!r}")
-    path = Path(path)
+    path = file_name(path, "the path to save to")
     try:
         path = _target(path)
         if path.is_dir():
@@ -163,7 +161,7 @@ def read_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, s
 def _metadata(header: dict | None, path: Path) -> dict[str, str]:
     """The string metadata of a safetensors header; a FileFormatError when there is no header."""
     if header is None:
-        raise FileFormatError(f"{str(path)!r} is truncated or not a safetensors file; give a .safetensors file that probe saved")
+        raise FileFormatError(f"{str(path)!r} is truncated or not a safetensors file; re-save it, or give a .safetensors file that probe saved")
     meta = header.get("__metadata__") or {}
     if not isinstance(meta, dict):
         raise FileFormatError(f"{str(path)!r} has damaged metadata; re-save it")

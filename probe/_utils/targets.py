@@ -44,9 +44,7 @@ def check_target(path, kind: str, option: str = "path", inputs: Iterable = ()) -
     >>> check_target("new.html", "html")
     PosixPath('new.html')
     """
-    if not isinstance(path, (str, os.PathLike)) or not str(path):
-        raise InputError(f"{option} must be a file name (str or pathlib.Path), got {path!r}")
-    path = Path(path)
+    path = file_name(path, option)
     try:
         found = os.stat(path) if os.path.lexists(path) else None
     except OSError as err:  # a dangling symlink is a new file; anything else the user must fix
@@ -64,10 +62,21 @@ def check_target(path, kind: str, option: str = "path", inputs: Iterable = ()) -
         existing = sniff(path)
         if existing != kind:
             raise InputError(
-                f"{option} {str(path)!r} already holds {_described(existing)}, not a {KINDS[kind]}; probe replaces only its own "
-                f"{KINDS[kind]}s, so nothing else is lost: delete the file first or give another name"
+                f"{option} {str(path)!r} already holds {_described(existing)}, not a {KINDS[kind]}; probe replaces a file only with one "
+                "of the same kind, so nothing else is lost: delete the file first or give another name"
             )
     return path
+
+
+def file_name(path, option: str = "path") -> Path:
+    """``path`` as a Path, refused when it is no name or ends in a separator (``x.png/`` names a
+    folder; pathlib would silently drop the slash and write ``x.png``)."""
+    if not isinstance(path, (str, os.PathLike)) or not str(path):
+        raise InputError(f"{option} must be a file name (str or pathlib.Path), got {path!r}")
+    text = os.fspath(path)
+    if isinstance(text, str) and text.endswith(tuple(s for s in (os.sep, os.altsep) if s)):
+        raise InputError(f"{option} {text!r} ends in a separator, so it names a folder; give a file name such as {text.rstrip('/' + os.sep) or 'result'!r}")
+    return Path(path)
 
 
 def sniff(path: Path) -> str:

@@ -56,7 +56,7 @@ body { margin: 24px; background: #ffffff; }
 
 
 def text(value) -> str:
-    """``value`` as HTML text, every special character escaped and every control character visible.
+    r"""``value`` as HTML text, every special character escaped and every control character visible.
 
     >>> text("<b> & 'x'\x1b")
     '&lt;b&gt; &amp; &#x27;x&#x27;\\x1b'

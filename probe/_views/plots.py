@@ -20,9 +20,9 @@ COLORBAR_LABEL = "sigma / scale, log scale (dark = kept, 1 = lost)"
 
 
 def literal(labels: list[str]) -> list[str]:
-    """Labels as matplotlib draws them literally: dollar signs escaped (no mathtext), controls visible.
+    r"""Labels as matplotlib draws them literally: dollar signs escaped (no mathtext), controls visible.
 
-    >>> literal(["$x$", "a\\nb"])
+    >>> literal(["$x$", "a\nb"])
     ['\\$x\\$', 'a\\nb']
     """
     return [visible(str(label)).replace("$", r"\$") for label in labels]
