@@ -24,11 +24,18 @@ def tiny(tmp_path_factory):
     return probe.load_model(tiny_bert_folder(tmp_path_factory.mktemp("threads-bert")))
 
 
-def explain_in_a_loop(model, tokenizer, rounds: int = 8) -> None:
+def explain_while(model, tokenizer, other, stop: threading.Event, rounds: int = 8) -> None:
+    """Explains in a loop while ``other`` runs in another thread until ``stop`` is set."""
     inputs = tokenizer("a fine film about a rare bird", return_tensors="pt")
-    with probe.attach(model, LAYER, tokenizer=tokenizer) as p:
-        for _ in range(rounds):
-            p.explain(inputs, **QUICK)
+    thread = threading.Thread(target=other)
+    thread.start()
+    try:
+        with probe.attach(model, LAYER, tokenizer=tokenizer) as p:
+            for _ in range(rounds):
+                p.explain(inputs, **QUICK)
+    finally:
+        stop.set()
+        thread.join()
 
 
 def test_another_threads_random_draws_never_repeat(tiny):
@@ -43,13 +50,7 @@ def test_another_threads_random_draws_never_repeat(tiny):
             draws["numpy"].append(int(np.random.randint(2**62, dtype=np.int64)))
 
     def check():
-        thread = threading.Thread(target=drawer)
-        thread.start()
-        try:
-            explain_in_a_loop(model, tokenizer)
-        finally:
-            stop.set()
-            thread.join()
+        explain_while(model, tokenizer, drawer, stop)
         for name, values in draws.items():
             assert len(values) > 10 and len(set(values)) == len(values), f"{name}: {len(values)} draws, {len(set(values))} distinct"
 
@@ -79,13 +80,7 @@ def test_another_threads_training_passes_stay_in_training_mode(tiny):
 
     def check():
         model.train()
-        thread = threading.Thread(target=trainer)
-        thread.start()
-        try:
-            explain_in_a_loop(model, tokenizer)
-        finally:
-            stop.set()
-            thread.join()
+        explain_while(model, tokenizer, trainer, stop)
         assert model.training and all(m.training for m in model.modules()), "probe did not restore training mode"
         assert passes["eval"] == 0, f"{passes['eval']} of the other thread's passes ran in eval mode ({passes})"
         assert passes["train"] + passes["refused"] > 0
