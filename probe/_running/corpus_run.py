@@ -21,6 +21,7 @@ from .corpus_store import CorpusStore, fingerprint, regularization_or_skip, solv
 from .truncation import warn_truncated
 from .._results.corpus import CorpusResult
 from .._utils.checks import check_seed, settings_from
+from ..adapters.wrappers import unwrap
 from .model_state import tokenizer_beside
 from .._method.settings import SolverSettings
 from .._results.sweep import Sweep
@@ -28,11 +29,13 @@ from ..errors import InputError
 
 
 def encode(model: nn.Module, tokenizer, texts: Sequence[str]):
-    """Model inputs for ``texts`` as one padded batch: a HuggingFace model takes the tokenizer's whole
-    output (ids, attention mask, token types), any other module the ``input_ids`` tensor alone."""
+    """Model inputs for ``texts`` as one padded batch: a HuggingFace model (or a wrapper of one: PEFT,
+    SentenceTransformer, compiled, parallel) takes the tokenizer's whole output (ids, attention mask,
+    token types), any other module the ``input_ids`` tensor alone."""
     encoded = tokenizer(list(texts), return_tensors="pt", padding=True, truncation=True)
     transformers = sys.modules.get("transformers")  # a HuggingFace model has imported it already
-    return encoded if transformers is not None and isinstance(model, transformers.PreTrainedModel) else encoded["input_ids"]
+    inner = unwrap(model)[-1][0]
+    return encoded if transformers is not None and isinstance(inner, transformers.PreTrainedModel) else encoded["input_ids"]
 
 
 def _batches(lengths: Sequence[int], batch_size: int, shard: tuple[int, int] | None = None) -> list[list[int]]:

@@ -70,15 +70,15 @@ class CorpusStore:
                 self._keep(part)
 
     def _keep(self, part: CorpusResult) -> None:
-        self.common = self.common or {"scale": part.scale, "rate": part.rate, "width": part.width, "adapter": part.settings.get("adapter", "")}
+        self.common = self.common or {"scale": part.scale, "rate": part.rate, "width": part.width, **_model_settings(part.settings)}
         for j, i in enumerate(part.index.tolist()):
             self.done[i] = (part.words[j], part.sigma[j], part.convergence[:, j], part.steps[:, j])
 
     def add(self, rows: Sequence[int], sweeps: Sequence[Sweep]) -> None:
         """Keeps the solved sentences ``rows`` (and writes them, with a folder)."""
         first = sweeps[0][self.names[0]]
-        common = {"scale": first.scale, "rate": first.rate, "width": first.width, "adapter": first.settings.get("adapter", "")}
-        part = _result(self.names, {**self.settings, "adapter": common["adapter"]}, common, list(rows), [
+        common = {"scale": first.scale, "rate": first.rate, "width": first.width, **_model_settings(first.settings)}
+        part = _result(self.names, {**self.settings, **_model_settings(common)}, common, list(rows), [
             (s.words, s.sigma, torch.tensor([e.converged for e in s.values()]), torch.tensor([e.steps for e in s.values()])) for s in sweeps
         ])
         if self.folder is not None:
@@ -92,7 +92,12 @@ class CorpusStore:
         if not rows:
             first = next(iter(self.failed.values()), "no sentence was solved")
             raise InputError(f"every sentence failed, so there is no result; the first error: {first}")
-        return _result(self.names, {**self.settings, "adapter": self.common["adapter"]}, self.common, rows, [self.done[i] for i in rows])
+        return _result(self.names, {**self.settings, **_model_settings(self.common)}, self.common, rows, [self.done[i] for i in rows])
+
+
+def _model_settings(settings: Mapping[str, str]) -> dict[str, str]:
+    """The settings a corpus result takes from its sentences' results: how the model was reached."""
+    return {"adapter": settings.get("adapter", ""), "wrapper": settings.get("wrapper", "none")}
 
 
 def _result(names: list[str], settings: dict, common: dict, rows: list[int], found: list[tuple]) -> CorpusResult:

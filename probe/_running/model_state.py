@@ -23,6 +23,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..adapters.wrappers import unwrap
 from ..errors import InputError
 
 CONCURRENT = (
@@ -94,12 +95,15 @@ def _only_this_thread(model: nn.Module) -> Iterator[None]:
     the modes change and removed after they are restored, so another thread's pass that overlaps
     any part of the change fails at its next module instead of computing in eval mode."""
     owner = threading.get_ident()
+    modules = list(model.modules())
+    own = {id(m) for m in modules}
 
     def guard(module: nn.Module, args) -> None:
-        if threading.get_ident() != owner:
+        # DataParallel's replicas share these hooks and run in its worker threads: they are copies, not the model
+        if threading.get_ident() != owner and id(module) in own:
             raise ConcurrentUseError(CONCURRENT)
 
-    handles = [m.register_forward_pre_hook(guard) for m in model.modules()]
+    handles = [m.register_forward_pre_hook(guard) for m in modules]
     try:
         yield
     finally:
@@ -146,7 +150,14 @@ def check_loaded(model: nn.Module) -> None:
 
 
 def tokenizer_beside(model: nn.Module):
-    """The tokenizer saved in a HuggingFace model's folder, or None. Runs no code from the folder."""
+    """The tokenizer a wrapper keeps (a SentenceTransformer's), else the one saved in the folder of
+    the HuggingFace model inside, or None. Runs no code from the folder."""
+    levels = [level for level, _ in unwrap(model)]
+    for level in levels[:-1]:
+        kept = getattr(level, "tokenizer", None)
+        if callable(getattr(kept, "convert_ids_to_tokens", None)):
+            return kept
+    model = levels[-1]
     path = getattr(getattr(model, "config", None), "_name_or_path", None) or getattr(model, "name_or_path", None)
     if not path or not os.path.isdir(str(path)):
         return None
@@ -188,7 +199,9 @@ def as_tokenizer(tokenizer):
 
 
 def model_name(model: nn.Module) -> str:
-    """What the result calls the model: its folder's name for a saved HuggingFace model, else its class."""
+    """What the result calls the model: its folder's name for a saved HuggingFace model, else its
+    class; for a wrapped model, the model inside."""
+    model = unwrap(model)[-1][0]
     path = str(getattr(getattr(model, "config", None), "_name_or_path", "") or "")
     return os.path.basename(path.rstrip("/\\")) or type(model).__name__
 
