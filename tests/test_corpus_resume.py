@@ -95,8 +95,8 @@ def parts(out: Path) -> dict[str, int]:
 
 def test_a_killed_corpus_command_resumes_and_equals_an_uninterrupted_run(tiny, tmp_path):
     """``probe corpus`` in a subprocess, SIGKILLed once its first batch is written; the same command
-    again solves only the rest and writes the result of one uninterrupted run."""
-    folder = tiny[0]
+    again solves only the rest and writes the result of one uninterrupted run (``probe.corpus``)."""
+    folder, model, tokenizer = tiny
     (tmp_path / "sentences.txt").write_text("\n".join(SENTENCES) + "\n")
 
     def command(out: Path) -> list[str]:
@@ -121,8 +121,7 @@ def test_a_killed_corpus_command_resumes_and_equals_an_uninterrupted_run(tiny, t
         after = parts(out)
         assert all(after[p] == t for p, t in finished.items()), "a finished batch was solved again"
         assert len(after) == len(SENTENCES) // 2
-        whole = subprocess.run(command(tmp_path / "whole"), env=env, capture_output=True, text=True, timeout=600)
-        assert whole.returncode == 0, whole.stderr[-500:]
-        assert same(probe.load(out / "corpus.safetensors"), probe.load(tmp_path / "whole" / "corpus.safetensors"))
+        whole = probe.corpus(model, LAYER, SENTENCES, tokenizer=tokenizer, batch_size=2, **SLOW)
+        assert same(probe.load(out / "corpus.safetensors"), whole)
 
     held("probe corpus killed and resumed", check)
