@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+from .._utils.text import visible
 from .shade import kept, range_note, span, wide
 
 
@@ -23,12 +24,13 @@ def explanation_table(exp, bar_width: int = 30, fitted: tuple[float, float] | No
     default), ``!`` after a word whose error bar is wide; a footer with the totals and the paper's
     information loss."""
     fitted = fitted or span(exp.relative_sigma.tolist())
-    title = f"layer {exp.layer}" if exp.layer else "explanation"
-    width = max([4, *(len(w) for w in exp.words)])
+    title = f"layer {visible(exp.layer)}" if exp.layer else "explanation"
+    words = [visible(w) for w in exp.words]
+    width = max([4, *(len(w) for w in words)])
     cells = [plus_minus(s, e) for s, e in zip(exp.sigma.tolist(), exp.stderr.tolist())]
     column = max([16, *(len(c) for c in cells)])
     lines = [title, f"{'word':<{width}}  {'sigma +/- stderr':>{column}}  {'sigma/scale':>11}  {'kept (nats)':>11}  bar"]
-    rows = zip(exp.words, exp.sigma.tolist(), exp.stderr.tolist(), cells, exp.relative_sigma.tolist(), exp.information_kept.tolist())
+    rows = zip(words, exp.sigma.tolist(), exp.stderr.tolist(), cells, exp.relative_sigma.tolist(), exp.information_kept.tolist())
     for word, s, e, cell, rel, k in rows:
         bar = "#" * round(kept(rel, fitted) * bar_width)
         lines.append(f"{word:<{width}}  {cell:>{column}}  {rel:>11.3f}  {k:>11.1f}  {bar}{'  !' if wide(s, e) else ''}")
@@ -47,23 +49,24 @@ def corpus_table(result, top: int, min_count: int) -> str:
     """``CorpusResult.table``: per layer, mean information loss per sentence and per word, and the
     most kept and most lost word types among those seen at least ``min_count`` times."""
     words = sum(map(len, result.words))
-    width = max(5, *(len(n) for n in result.layers))
+    layers = [visible(n) for n in result.layers]
+    width = max(5, *(len(n) for n in layers))
     lines = [
         f"corpus: {len(result)} sentences, {words} words; information loss in nats (lower = kept more)",
         f"{'layer':<{width}}  {'per sentence +/- stderr':>24}  {'per word':>10}  converged",
     ]
     per_word = result.sentence_information_loss.sum(1) / words
-    for o, name in enumerate(result.layers):
+    for o, name in enumerate(layers):
         done = int(result.convergence[o].sum())
         mean = plus_minus(float(result.mean_information_loss[o]), float(result.mean_information_loss_stderr[o]))
         lines.append(f"{name:<{width}}  {mean:>24}  {float(per_word[o]):>10.1f}  {done}/{len(result)}")
-    for name in result.layers:
+    for name, shown in zip(result.layers, layers):
         ranked = result.word_ranking(name, min_count)
         if not ranked:
-            lines.append(f"{name}: no word type occurs {min_count} times; lower min_count")
+            lines.append(f"{shown}: no word type occurs {min_count} times; lower min_count")
             continue
-        kept = ", ".join(f"{w} ({h:.0f})" for w, h, _ in ranked[:top])
-        lost = ", ".join(f"{w} ({h:.0f})" for w, h, _ in reversed(ranked[-top:]))
-        lines.append(f"{name} keeps most: {kept}")
-        lines.append(f"{' ' * len(name)} loses most: {lost}")
+        kept = ", ".join(f"{visible(w)} ({h:.0f})" for w, h, _ in ranked[:top])
+        lost = ", ".join(f"{visible(w)} ({h:.0f})" for w, h, _ in reversed(ranked[-top:]))
+        lines.append(f"{shown} keeps most: {kept}")
+        lines.append(f"{' ' * len(shown)} loses most: {lost}")
     return "\n".join(lines)
