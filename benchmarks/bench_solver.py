@@ -22,6 +22,21 @@ medians. Sections (all by default, or name some):
              optimum (64 draws, all tokens noisy), the draws that a per-token standard error of sigma
              of 2% (RMS) and of 1.6% (every token) need, and what they cost in forward passes
   tradeoff   probe.explain at tol 0.02 / 0.03 / 0.05 on layers 3 and 6: time against error
+  weighting  the 6-layer sweep of the seed's sentence through probe.attach without a regularization
+             (the default: each feature's std over the sentence's own tokens), with the seed's
+             self-normalisation (a constant r = the state's RMS, which is what it amounts to) and with
+             the corpus regularization (benchmarks/corpus.txt): median seconds over seeds 0-4,
+             converged runs and median steps per layer, Spearman of sigma against the corpus result
+  scalar     one number, the held-out case: MiniLM's last-layer [CLS] projected on a fixed random
+             unit direction (seed 0), probe.explain at defaults (seeds 0-2) against a stored
+             optimum (key "6-cls-projection": _reference.reference_optimum, 64 samples x 400 steps,
+             warm-started from the exact linearised start); error, time, converged, stderr
+  efficiency the draws probe.explain spends at defaults (rows pushed through Phi with gradients: the
+             refinement's draws; median over seeds 0-2) over the draws the measured Monte Carlo floor
+             needs for the same tol (2% RMS; see floor), per layer
+  calibration  the error bars: probe.explain at defaults on layers 1, 3 and 6, seeds 0-7 (--calibration-seeds),
+             each word's z = (sigma - optimum) / stderr against the stored optimum; the fraction of
+             words within 2 and 3 standard errors, the mean relative error, steps, converged
 
     .venv/bin/python benchmarks/bench_solver.py [precision speed paper base corpus floor tradeoff] [--seed-runs 1]
 """
@@ -189,15 +204,20 @@ def floor(args) -> None:
     print("| layer | per-draw rel. spread (median / max over tokens) | draws for 2% RMS | draws for 1.6% every token | their cost, x the one-forward limit |")
     print("|---|---:|---:|---:|---:|")
     for layer in (1, 3, 6):
-        case = minilm_case(layer)
-        sigma = torch.tensor(optimum(layer, case, False), dtype=case.x.dtype)
-        spread = _energy_spread(case, sigma, 64)
+        case, spread = _spread_at_optimum(layer)
         rms = int(np.ceil((0.5 * np.sqrt(np.mean(spread**2)) / 0.02) ** 2))
         every = int(np.ceil((0.5 * spread.max() / 0.016) ** 2))
         xb = case.x[None].repeat(16, 1, 1)
         per_draw = median_time(lambda: _forward_backward(case, xb), 3) / 16
         cost = limit(case)
         print(f"| {layer} | {np.median(spread):.2f} / {spread.max():.2f} | {rms} | {every} | {rms * per_draw / cost:.1f} / {every * per_draw / cost:.1f} |")
+
+
+def _spread_at_optimum(layer: int):
+    """The MiniLM case of ``layer`` and each token's per-draw energy spread at its stored optimum (64 draws)."""
+    case = minilm_case(layer)
+    sigma = torch.tensor(optimum(layer, case, False), dtype=case.x.dtype)
+    return case, _energy_spread(case, sigma, 64)
 
 
 def _forward_backward(case, xb: torch.Tensor) -> None:
@@ -236,7 +256,105 @@ def tradeoff(args) -> None:
             print(f"| {layer} | {tol} | {r['time']:.2f} | {r['mean']:.2f}% | {r['max']:.2f}% | {r['steps']} |")
 
 
-SECTIONS = {"precision": precision, "speed": speed, "paper": paper_flow, "base": base, "corpus": corpus, "floor": floor, "tradeoff": tradeoff}
+def weighting(args) -> None:
+    from scipy.stats import spearmanr
+
+    case = minilm_case(6)
+    encoded = case.tokenizer(SEED_SENTENCE, return_tensors="pt")
+    inputs = [case.tokenizer(line.strip(), return_tensors="pt") for line in CORPUS_PATH.read_text().splitlines() if line.strip()]
+    with torch.no_grad():
+        states = case.model(**encoded, output_hidden_states=True).hidden_states[1:]
+    rms = {name: torch.full(h.shape[-1:], float(h.square().mean().sqrt())) for name, h in zip(LAYERS, states)}
+    print(f"\n## default weighting: 6-layer sweep through probe.attach, seeds 0-{args.runs - 1}, 1 thread")
+    print("| weighting | median time (s) | x the corpus-regularized sweep | converged runs per layer | median steps per layer | Spearman vs corpus per layer (seed 0) |")
+    print("|---|---:|---:|---|---|---|")
+    with probe.attach(case.model, LAYERS) as p:
+        options = {"corpus regularization": p.regularization(inputs), "default (own tokens)": None, "seed's self-normalisation": rms}
+        rows, reference = {}, None
+        for name, regularization in options.items():
+            p.explain(encoded, regularization=regularization)  # warm-up
+            runs = [timed(lambda s=s: p.explain(encoded, regularization=regularization, seed=s)) for s in range(args.runs)]
+            rows[name] = runs
+            reference = reference or runs[0][1]
+        base = statistics.median(t for t, _ in rows["corpus regularization"])
+        for name, runs in rows.items():
+            seconds = statistics.median(t for t, _ in runs)
+            converged = "/".join(str(sum(sweep[layer].converged for _, sweep in runs)) for layer in LAYERS)
+            steps = "/".join(f"{statistics.median(sweep[layer].steps for _, sweep in runs):g}" for layer in LAYERS)
+            rho = "/".join(f"{spearmanr(runs[0][1][layer].sigma.numpy(), reference[layer].sigma.numpy())[0]:.3f}" for layer in LAYERS)
+            print(f"| {name} | {seconds:.2f} | {seconds / base:.2f} | {converged} | {steps} | {rho} |")
+
+
+def scalar(args) -> None:
+    case = minilm_case(6)
+    direction = torch.randn(case.x.shape[1], generator=torch.Generator().manual_seed(0))
+    direction = direction / direction.norm()
+
+    def projection(xb: torch.Tensor) -> torch.Tensor:
+        return (case.phi_batched(xb)[:, 0] @ direction)[:, None]
+
+    stored = json.loads(OPTIMUM_PATH.read_text())
+    if args.no_reference:
+        print("\n## one number: MiniLM last-layer [CLS] on a fixed direction, probe.explain at defaults, no reference")
+        for seed in range(2):
+            seconds, e = timed(lambda s=seed: probe.explain(projection, case.x, scale=case.scale, batched_phi=True, seed=s))
+            relative = e.stderr / e.sigma
+            print(f"seed {seed}: {seconds:.1f} s, converged {e.converged}, steps {e.steps}, stderr/sigma {float(relative.square().mean().sqrt()):.1%} RMS, {float(relative.max()):.1%} max")
+        return
+    if args.recompute or "6-cls-projection" not in stored:
+        start = probe.explain(projection, case.x, scale=case.scale, batched_phi=True, max_steps=0).sigma.numpy()
+        stored["6-cls-projection"] = reference_optimum(case.x, projection, case.scale, 0.1, None, samples=64, steps=400, init_sigma=start, seed=1).tolist()
+        OPTIMUM_PATH.write_text(json.dumps(stored, indent=1) + "\n")
+    ref = np.asarray(stored["6-cls-projection"])
+    print("\n## one number: MiniLM last-layer [CLS] on a fixed direction, probe.explain at defaults (budget: max_samples 64 x max_steps 40 draws)")
+    print("| seed | time (s) | converged | steps | mean rel. error | max rel. error | stderr/sigma (RMS) | words within 2 / 3 stderr |")
+    print("|---|---:|---|---:|---:|---:|---:|---|")
+    for seed in range(3):
+        seconds, e = timed(lambda s=seed: probe.explain(projection, case.x, scale=case.scale, batched_phi=True, seed=s))
+        error = np.abs(e.sigma.numpy() / ref - 1)
+        z = np.abs(e.sigma.numpy() - ref) / e.stderr.numpy()
+        relative = float((e.stderr / e.sigma).square().mean().sqrt())
+        print(f"| {seed} | {seconds:.1f} | {e.converged} | {e.steps} | {100 * error.mean():.2f}% | {100 * error.max():.2f}% | {100 * relative:.2f}% | {(z <= 2).mean():.0%} / {(z <= 3).mean():.0%} |")
+
+
+def efficiency(args) -> None:
+    print("\n## efficiency: draws used at defaults over the floor's draws for tol = 2% RMS (seeds 0-2)")
+    print("| layer | floor draws (2% RMS) | draws used (median) | ratio | steps |")
+    print("|---|---:|---:|---:|---|")
+    for layer in (1, 3, 6):
+        case, spread = _spread_at_optimum(layer)
+        floor_draws = (0.5 * np.sqrt(np.mean(spread**2)) / 0.02) ** 2
+        used, steps = [], []
+        for seed in range(3):
+            rows = [0]
+
+            def counted(xb: torch.Tensor, rows=rows) -> torch.Tensor:
+                if torch.is_grad_enabled():
+                    rows[0] += xb.shape[0]
+                return case.phi_batched(xb)
+
+            e = probe.explain(counted, case.x, regularization=case.regularization, scale=case.scale, batched_phi=True, seed=seed)
+            used.append(rows[0])
+            steps.append(str(e.steps))
+        print(f"| {layer} | {floor_draws:.0f} | {statistics.median(used):.0f} | {statistics.median(used) / floor_draws:.2f} | {'/'.join(steps)} |")
+
+
+def calibration(args) -> None:
+    print(f"\n## error bars against the high-precision optimum (probe.explain at defaults, seeds 0-{args.calibration_seeds - 1})")
+    print("| layer | words | within 2 stderr | within 3 stderr | mean rel. error (mean over seeds) | mean stderr/sigma | converged | steps |")
+    print("|---|---:|---:|---:|---:|---:|---|---|")
+    for layer in (1, 3, 6):
+        case = minilm_case(layer)
+        ref = torch.tensor(optimum(layer, case, False), dtype=torch.float64)
+        runs = [probe.explain(case.phi_batched, case.x, regularization=case.regularization, scale=case.scale, batched_phi=True, seed=s) for s in range(args.calibration_seeds)]
+        z = torch.cat([(e.sigma.double() - ref) / e.stderr.double() for e in runs]).abs()
+        error = statistics.mean(float((e.sigma.double() / ref - 1).abs().mean()) for e in runs)
+        relative = statistics.mean(float((e.stderr / e.sigma).mean()) for e in runs)
+        steps = "/".join(str(e.steps) for e in runs)
+        print(f"| {layer} | {z.numel()} | {float((z <= 2).double().mean()):.1%} | {float((z <= 3).double().mean()):.1%} | {100 * error:.2f}% | {100 * relative:.2f}% | {sum(e.converged for e in runs)}/{len(runs)} | {steps} |")
+
+
+SECTIONS = {"precision": precision, "speed": speed, "paper": paper_flow, "base": base, "corpus": corpus, "floor": floor, "tradeoff": tradeoff, "weighting": weighting, "scalar": scalar, "efficiency": efficiency, "calibration": calibration}
 
 
 def main() -> None:
@@ -244,6 +362,8 @@ def main() -> None:
     parser.add_argument("sections", nargs="*", help=f"sections to run, of {', '.join(SECTIONS)} (default: all)")
     parser.add_argument("--runs", type=int, default=5, help="runs of probe per timing (seeds 0 .. runs-1 where the seed matters)")
     parser.add_argument("--seed-runs", type=int, default=1, help="runs of the seed's algorithm (~2 min each)")
+    parser.add_argument("--no-reference", action="store_true", help="scalar: seeds 0-1 at defaults without the high-precision optimum (time, converged, stderr only)")
+    parser.add_argument("--calibration-seeds", type=int, default=8, help="seeds of probe.explain per layer in the calibration section")
     parser.add_argument("--recompute", action="store_true", help="recompute the stored high-precision optima")
     args = parser.parse_args()
     unknown = set(args.sections) - set(SECTIONS)

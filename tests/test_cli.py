@@ -61,12 +61,12 @@ def test_explain_prints_tables_saves_and_plots(tiny_bert, tmp_path, capsys):
     assert "explain" in captured.err  # the progress bar, on stderr
     table = captured.out.splitlines()
     assert table[0] == "layer encoder.layer.1"
-    assert table[1].split() == ["word", "sigma", "sigma/scale", "info", "loss", "kept"]
+    assert table[1].split() == ["word", "sigma", "+/-", "stderr", "sigma/scale", "kept", "(nats)", "bar"]
     assert [line.split()[0] for line in table[2:7]] == ["[CLS]", "a", "fine", "film", "[SEP]"]
     saved = probe.load(out)
     assert isinstance(saved, probe.Explanation) and saved.words == ["[CLS]", "a", "fine", "film", "[SEP]"]
     assert saved.regularization is not None and saved.regularization.numel() == 32  # from --corpus
-    assert f"{float(saved.sigma[1]):.4g}" in table[3]
+    assert f"{float(saved.sigma[1]):.4g} +/- {float(saved.stderr[1]):.2g}" in table[3], "the CLI shows each sigma with its standard error"
     assert png.stat().st_size > 0
 
 

@@ -52,8 +52,8 @@ def test_albert_shared_layer_at_every_depth_equals_a_hand_written_phi(albert, ca
         return h
 
     with probe.attach(albert, SHARED, call=call) as p:
-        got = p.explain(ids, scale=2.0, seed=5, **FAST)
-    expected = probe.explain(phi, x, batched_phi=True, scale=2.0, seed=int(got.settings["noise_seed"]), **FAST)
+        got = p.explain(ids, scale=2.0, seed=5, regularization=torch.tensor(1.0), **FAST)  # one weighting on both sides
+    expected = probe.explain(phi, x, batched_phi=True, scale=2.0, regularization=torch.tensor(1.0), seed=int(got.settings["noise_seed"]), **FAST)
     assert torch.allclose(got.sigma, expected.sigma, rtol=1e-5)
     assert got.settings["call"] == str(depth - 1)
 
@@ -77,8 +77,8 @@ def test_call_takes_one_int_a_list_or_a_dict():
     x = model.embedding(ids)[0].detach()
     for call in (-1, [-1, None], {"block": 1}):
         with probe.attach(model, ["block", "head"], call=call) as p:  # -1 for all: the head's only call is its last
-            sweep = p.explain(ids, scale=1.0, seed=3, max_steps=0)
-        second = probe.explain(lambda v: model.block(model.block(v)), x, batched_phi=True, scale=1.0, seed=int(sweep["block"].settings["noise_seed"]), max_steps=0)
+            sweep = p.explain(ids, scale=1.0, seed=3, max_steps=0, regularization={"block": torch.tensor(1.0)})  # one weighting on both sides
+        second = probe.explain(lambda v: model.block(model.block(v)), x, batched_phi=True, scale=1.0, regularization=torch.tensor(1.0), seed=int(sweep["block"].settings["noise_seed"]), max_steps=0)
         assert torch.allclose(sweep["block"].sigma, second.sigma, rtol=1e-5)
 
 

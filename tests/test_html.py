@@ -80,12 +80,14 @@ NETWORK = re.compile(r"https?:|//|@import|<script|<link|<iframe|<img|url\(", re.
 
 
 def numbers(title: str) -> dict[str, float]:
-    """'sigma 0.1' lines of a hover text as {name: value}."""
+    """'sigma 0.1' lines of a hover text as {name: value}; 'sigma 0.1 +/- 0.002' also gives 'stderr'."""
     found = {}
     for line in title.splitlines():
-        match = re.fullmatch(r"(sigma|sigma/scale|information loss|mean information loss|geometric-mean sigma/scale) (-?[\d.e+-]+)( nats)?", line)
+        match = re.fullmatch(r"(sigma|sigma/scale|information loss|information kept|mean information loss|geometric-mean sigma/scale) (-?[\d.e+-]+)( \+/- (\S+))?( nats.*)?", line)
         if match:
             found[match.group(1)] = float(match.group(2))
+            if match.group(4) is not None:
+                found["stderr"] = float("nan") if match.group(4) == "unknown" else float(match.group(4))
     return found
 
 
@@ -151,7 +153,8 @@ def test_sweep_is_a_layer_by_word_grid():
             assert layer in cell["title"].splitlines()
             assert numbers(cell["title"])["sigma"] == pytest.approx(float(s.sigma[o, k]), rel=1e-3)
     totals = [float(e["text"]) for e in parsed.elements if e["tag"] == "td" and "probe-num" in e.get("class", "")]
-    assert totals == pytest.approx([s[n].total_information_loss for n in s.layers], rel=1e-3)
+    assert totals == pytest.approx([float(s[n].information_kept.double().sum()) for n in s.layers], rel=1e-3), "the last column: information kept relative to the ceiling"
+    assert all(t >= 0 for t in totals)
 
 
 def test_corpus_totals_and_the_words_kept_most_and_least():

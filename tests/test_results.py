@@ -106,7 +106,7 @@ def test_sweep_keeps_its_names_when_they_differ_from_the_layers(tmp_path):
 def test_file_is_plain_safetensors_with_documented_names(saved):
     exp, path = saved
     tensors = load_file(path)
-    assert set(tensors) == {"sigma", "information_loss", "loss_curve", "regularization"}
+    assert set(tensors) == {"sigma", "stderr", "information_loss", "loss_curve", "regularization"}
     assert torch.equal(tensors["sigma"], exp.sigma)
     assert torch.equal(tensors["information_loss"], exp.information_loss)
     with safe_open(str(path), "pt") as f:
@@ -137,9 +137,11 @@ def test_plot_is_the_word_heatmap(tmp_path):
     assert [t.get_text() for t in heatmap.get_xticklabels()] == WORDS
     assert [t.get_text() for t in heatmap.get_yticklabels()] == ["encoder.layer.2"]
     assert np.allclose(heatmap.images[0].get_array(), (exp.sigma / 0.5)[None].numpy())
-    assert heatmap.images[0].get_clim() == (1e-3, 1.0), "the colours mean the same in every plot: 1e-3 and below kept, 1 lost"
+    relative = (exp.sigma / 0.5).tolist()
+    assert heatmap.images[0].get_clim() == pytest.approx((min(relative), max(relative))), "the colours span this result's own range"
     assert type(heatmap.images[0].norm).__name__ == "LogNorm"
-    assert colorbar.get_ylabel() == "sigma / scale, log scale (dark = kept, 1 = lost)"
+    assert colorbar.get_ylabel() == "sigma / scale, log (dark = kept more; 1 = lost)"
+    assert f"{min(relative):.3g} (darkest" in heatmap.get_xlabel() and f"to {max(relative):.3g} (lightest)" in heatmap.get_xlabel(), "the range is stated on the figure"
 
 
 def test_plot_with_a_path_writes_a_png(tmp_path):

@@ -39,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     budget = _Parser(add_help=False)
     budget.add_argument("--samples", type=int, help="noise samples per solver step")
     budget.add_argument("--max-steps", type=int, help="most solver steps")
-    budget.add_argument("--tol", type=float, help="stop when the root-mean-square of the sigmas' relative standard errors is below this")
+    budget.add_argument("--tol", type=float, help="converged, and stop, once the root-mean-square over the words of stderr/sigma (each sigma's relative standard error) is below this (default 0.02)")
 
     solve = _Parser(add_help=False, parents=[budget])
     solve.add_argument("--layer", action="append", required=True, metavar="NAME", help="a layer to explain (repeat for several); see `probe layers MODEL`")

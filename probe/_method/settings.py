@@ -29,7 +29,8 @@ class SolverSettings:
     min_steps: int = 3
     """Fewest refinement steps before the stopping test may end the solve."""
     tol: float = 0.02
-    """Stop when sigma's relative standard error (root-mean-square over the tokens) is below this."""
+    """The solve has converged, and stops, once the root-mean-square over the words of each sigma's
+    relative standard error (``stderr / sigma``) is below ``tol`` (after at least ``min_steps``)."""
     probes: int = 1
     """Random directions per token in the linearised start."""
     probe_step: float = 0.05
@@ -47,10 +48,12 @@ class SolverSettings:
 
 @dataclass
 class Solution:
-    """One explained hidden state: sigma over the sentence's real tokens and how the solve went."""
+    """One explained hidden state: sigma over the sentence's real tokens, its standard error (same
+    shape, same units; inf where a token has too few draws) and how the solve went."""
 
     sigma: torch.Tensor
     loss: float
     converged: bool
     steps: int
     curve: list[float] = field(default_factory=list)
+    stderr: torch.Tensor | None = None

@@ -12,8 +12,10 @@ Two stages, both batched over every sentence and every explained layer at once:
    effective energy ``a_i = g_i / (2 sigma_i**2)``; the mean of these per-sample energies is the
    fixed point ``sigma_i = sqrt(rate / (2 n a_i))`` (a Newton step in ``log sigma`` for the
    quadratic model). The fixed point holds exactly where the gradient of the seed's objective is
-   zero, so this converges to the seed's optimum, not to a surrogate. It stops when sigma's relative
-   standard error (from the per-sample spread, root-mean-square over the tokens) is below ``tol``.
+   zero, so this converges to the seed's optimum, not to a surrogate. Each token's standard error of
+   sigma comes from the per-sample spread of its energies (``_relative_errors``) and is returned as
+   ``Solution.stderr``; the solve has converged, and stops, once the root-mean-square over the
+   tokens of ``stderr / sigma`` is below ``tol``.
    For a small output the other tokens' noise dominates each token's gradient (cross terms); the
    exact Jacobian's first-order model, whose sampled gradient carries the same cross terms and whose
    mean is known, is subtracted as a control variate, and a target whose precision lags draws more
@@ -105,7 +107,7 @@ def solve(
         if progress is not None:
             progress(step)
     return [
-        [_solution(t, scale) for t in targets[b * len(clean) : (b + 1) * len(clean)]]
+        [_solution(t, scale, rate) for t in targets[b * len(clean) : (b + 1) * len(clean)]]
         for b in range(B)
     ]
 
@@ -259,7 +261,10 @@ def _standard_error(t: _Target, scale: float, rate: float, fewest: int) -> float
     return float(_relative_errors(t, scale, rate)[t.tokens].square().mean().sqrt())
 
 
-def _solution(t: _Target, scale: float) -> Solution:
+def _solution(t: _Target, scale: float, rate: float) -> Solution:
+    """Sigma over the real tokens, with its standard error: sigma times the standard error of
+    log sigma (``_relative_errors``); inf for a token with fewer than 2 draws since its last restart."""
     sigma = torch.exp(t.log_sigma[t.tokens]).clamp(max=scale).detach()
+    relative = torch.full_like(sigma, math.inf) if t.count is None else _relative_errors(t, scale, rate)[t.tokens].to(sigma.dtype)
     loss = t.curve[-1] if t.curve else math.nan
-    return Solution(sigma=sigma, loss=loss, converged=t.converged, steps=t.steps, curve=t.curve)
+    return Solution(sigma=sigma, loss=loss, converged=t.converged, steps=t.steps, curve=t.curve, stderr=sigma * relative)

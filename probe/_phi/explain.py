@@ -7,7 +7,7 @@ from collections.abc import Sequence
 import torch
 
 from .._utils.checks import check_input, check_scale_rate, check_seed, settings_from
-from .._method.objective import as_regularization, feature_weights, full_weight
+from .._method.objective import REGULARIZATION, SELF_NORMALISED, as_regularization, feature_weights, full_weight
 from .phi import Phi, batched, hidden_state, noisy_state
 from .._results.explanation import Explanation
 from .._method.settings import SolverSettings
@@ -33,7 +33,10 @@ def explain(
     ``x`` is one sentence's embeddings [tokens, features]. ``Phi`` maps it to the hidden state;
     it is vmapped over noise samples unless ``batched_phi=True`` says it already takes
     [samples, tokens, features]. Solver settings (``samples``, ``max_steps``, ``tol``, ...) are
-    keyword arguments; see ``SolverSettings``.
+    keyword arguments; see ``SolverSettings``. The result's ``stderr`` is each sigma's standard
+    error; it has ``converged`` once the root-mean-square over the words of ``stderr / sigma`` is
+    below ``tol``. Without a ``regularization`` the seed's self-normalisation ``mean(s**2)`` weighs
+    the change (``settings["weighting"]`` says which was used).
 
     >>> W = torch.tensor([10., 20., 5., -20., -10.])
     >>> exp = probe.explain(lambda x: W @ x, torch.randn(5, 256) / 100, scale=1.0)
@@ -69,5 +72,5 @@ def explain(
         width=x.shape[1],
         layer=layer,
         regularization=None if r is None else r.to(torch.float32).cpu(),
-        settings={**settings.as_metadata(), "seed": str(seed)},
+        settings={**settings.as_metadata(), "seed": str(seed), "weighting": SELF_NORMALISED if r is None else REGULARIZATION},
     )

@@ -16,7 +16,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .._utils.checks import check_input, check_scale_rate, checked_phi, vector_phi
-from .._method.objective import as_regularization, feature_weights, full_weight, penalty
+from .._method.objective import REGULARIZATION, SELF_NORMALISED, as_regularization, feature_weights, full_weight, penalty
 from .phi import Phi, batched, hidden_state, noisy_state
 from .._results.explanation import Explanation
 from .._method.settings import SolverSettings
@@ -59,6 +59,7 @@ class Interpreter(nn.Module):
         self._loss = float("nan")
         self._curve: list[float] = []
         self._converged = False
+        self._stderr: torch.Tensor | None = None
 
     def _weight(self) -> torch.Tensor:
         w = None if self.regular is None else feature_weights(self.regular.to(torch.float64).abs())
@@ -114,8 +115,8 @@ class Interpreter(nn.Module):
             )[0][0]
         with torch.no_grad():
             self.ratio.copy_(torch.logit((solution.sigma / self.scale).clamp(1e-6, 1 - 1e-6))[:, None].to(self.ratio))
-        self._curve, self._loss, self._converged = solution.curve, solution.loss, solution.converged
-        self._settings = {**settings.as_metadata(), "optimizer": "fixed point", "iteration": str(iteration), "lr": str(lr), "seed": str(seed)}
+        self._curve, self._loss, self._converged, self._stderr = solution.curve, solution.loss, solution.converged, solution.stderr
+        self._settings = {**settings.as_metadata(), "optimizer": "fixed point", "weighting": SELF_NORMALISED if self.regular is None else REGULARIZATION, "iteration": str(iteration), "lr": str(lr), "seed": str(seed)}
 
     def get_sigma(self) -> np.ndarray:
         """Sigma per token as a numpy array of shape [n]: small means the hidden state keeps the word.
@@ -141,6 +142,7 @@ class Interpreter(nn.Module):
             regularization=None if self.regular is None else self.regular.detach().abs().float().cpu(),
             loss=self._loss,
             converged=self._converged,
+            stderr=self._stderr,
             steps=len(self._curve),
             settings=self._settings,
             curve=self._curve,

@@ -14,15 +14,15 @@ from pathlib import Path
 
 import torch
 
-from .._utils import reading as read
 from .._utils.files import setting_metadata, write_tensors
+from .corpus_file import corpus_from_file, merged
 from .load import reads
-from .explanation import Explanation, check_pieces, piece_losses
+from .explanation import Explanation, check_pieces, check_stderr, loss_errors, piece_losses
 from .sweep import Sweep
 from .._views.tables import corpus_table
 from .._views.viewable import Viewable
 from .words import by_word
-from ..errors import FileFormatError, InputError, LayerError, close_matches
+from ..errors import InputError, LayerError, close_matches
 
 
 @reads("corpus")
@@ -30,8 +30,9 @@ from ..errors import FileFormatError, InputError, LayerError, close_matches
 class CorpusResult(Viewable):
     """Per-word sigma of every layer for every sentence of a corpus, and the corpus measures.
 
-    ``sigma[j]`` is sentence ``j``'s sigma, [layers, words]; ``index[j]`` its position in the corpus;
-    ``convergence[o, j]`` whether layer ``o`` of sentence ``j`` converged.
+    ``sigma[j]`` is sentence ``j``'s sigma, [layers, words], ``stderr[j]`` its standard error;
+    ``index[j]`` its position in the corpus; ``convergence[o, j]`` whether layer ``o`` of sentence
+    ``j`` converged.
 
     >>> result = probe.corpus(model, ["encoder.layer.0", "encoder.layer.5"], ["a fine film", "a dull film"], tokenizer=tokenizer, samples=4, max_steps=2)
     >>> result.mean_information_loss.shape          # per layer, nats
@@ -52,9 +53,14 @@ class CorpusResult(Viewable):
     settings: dict[str, str] = field(default_factory=dict)
     pieces: list[list[int]] | None = None
     """After ``by_word``: per sentence, how many word pieces each word merges."""
+    stderr: list[torch.Tensor] | None = None
+    """Per sentence, the standard error of each sigma, [layers, words] (NaN: not known)."""
 
     def __post_init__(self) -> None:
         self.sigma = [s.detach().to("cpu", torch.float32) for s in self.sigma]
+        if self.stderr is not None and len(self.stderr) != len(self.sigma):
+            raise InputError(f"stderr has {len(self.stderr)} tensors for {len(self.sigma)} sentences; pass one per sentence")
+        self.stderr = [check_stderr(None if self.stderr is None else e, s, f"sentence {j}'s sigma") for j, (s, e) in enumerate(zip(self.sigma, self.stderr or [None] * len(self.sigma)))]
         self.index = torch.as_tensor(self.index, dtype=torch.int64)
         L, S = len(self.layers), len(self.words)
         if S == 0:
@@ -90,15 +96,32 @@ class CorpusResult(Viewable):
         """Per-word information loss per sentence, [layers, words] each, nats (the shape of ``sigma``)."""
         return [piece_losses(s, self.width, None if self.pieces is None else self.pieces[j]) for j, s in enumerate(self.sigma)]
 
+    @property
+    def information_loss_stderr(self) -> list[torch.Tensor]:
+        """The standard error of each word's information loss, per sentence [layers, words], nats."""
+        return [loss_errors(s, e, self.width, None if self.pieces is None else self.pieces[j]) for j, (s, e) in enumerate(zip(self.sigma, self.stderr))]
+
     @cached_property
     def sentence_information_loss(self) -> torch.Tensor:
         """Each sentence's information loss (the sum over its words), [layers, sentences], nats."""
         return torch.stack([h.to(torch.float64).sum(1) for h in self.information_loss], 1)
 
+    @cached_property
+    def sentence_information_loss_stderr(self) -> torch.Tensor:
+        """The standard error of each sentence's information loss, [layers, sentences], nats: the
+        words' errors are independent, so their squares add."""
+        return torch.stack([e.to(torch.float64).square().sum(1).sqrt() for e in self.information_loss_stderr], 1)
+
     @property
     def mean_information_loss(self) -> torch.Tensor:
         """The paper's corpus measure: the mean over sentences of the sentence information loss, [layers]."""
         return self.sentence_information_loss.mean(1)
+
+    @property
+    def mean_information_loss_stderr(self) -> torch.Tensor:
+        """The solver's standard error of ``mean_information_loss``, [layers], nats (not the spread
+        over sentences: how far the Monte Carlo answer may sit from the exact one)."""
+        return self.sentence_information_loss_stderr.square().sum(1).sqrt() / len(self)
 
     @cached_property
     def _word_types(self) -> tuple[list[str], torch.Tensor, torch.Tensor]:
@@ -108,7 +131,9 @@ class CorpusResult(Viewable):
         counts = torch.zeros(V, dtype=torch.int64).index_add_(0, ids, torch.ones_like(ids))
         loss = torch.cat([h.to(torch.float64) for h in self.information_loss], 1)
         totals = torch.zeros(len(self.layers), V, dtype=torch.float64).index_add_(1, ids, loss)
-        return list(vocabulary), counts, totals / counts.clamp_min(1)
+        variance = torch.cat([e.to(torch.float64).square() for e in self.information_loss_stderr], 1)
+        spread = torch.zeros(len(self.layers), V, dtype=torch.float64).index_add_(1, ids, variance)
+        return list(vocabulary), counts, totals / counts.clamp_min(1), spread.sqrt() / counts.clamp_min(1)
 
     @property
     def vocabulary(self) -> list[str]:
@@ -124,6 +149,11 @@ class CorpusResult(Viewable):
     def word_information_loss(self) -> torch.Tensor:
         """Mean information loss of each word type over its occurrences, [layers, types], nats."""
         return self._word_types[2]
+
+    @property
+    def word_information_loss_stderr(self) -> torch.Tensor:
+        """The solver's standard error of ``word_information_loss``, [layers, types], nats."""
+        return self._word_types[3]
 
     def word_ranking(self, layer: str, min_count: int = 1) -> list[tuple[str, float, int]]:
         """Word types occurring at least ``min_count`` times as (word, mean loss, count), most kept first.
@@ -146,6 +176,7 @@ class CorpusResult(Viewable):
         return Sweep({
             name: Explanation(
                 sigma=self.sigma[j][o],
+                stderr=self.stderr[j][o],
                 words=self.words[j],
                 scale=self.scale,
                 rate=self.rate,
@@ -168,8 +199,8 @@ class CorpusResult(Viewable):
         """
         if self.pieces is not None:
             return self
-        merged = [by_word(w, s, self.width, None, special) for w, s in zip(self.words, self.sigma)]
-        return replace(self, words=[m.words for m in merged], sigma=[m.sigma for m in merged], pieces=[m.pieces.tolist() for m in merged])
+        merged = [by_word(w, s, self.width, None, special, stderr=e) for w, s, e in zip(self.words, self.sigma, self.stderr)]
+        return replace(self, words=[m.words for m in merged], sigma=[m.sigma for m in merged], stderr=[m.stderr for m in merged], pieces=[m.pieces.tolist() for m in merged])
 
     def table(self, top: int = 5, min_count: int = 2) -> str:
         """Per layer: mean information loss per sentence and per word, and the most kept and most lost
@@ -198,11 +229,12 @@ class CorpusResult(Viewable):
 
         >>> result.save(tmp / "corpus.safetensors")
         """
-        vocabulary, counts, per_type = self._word_types
+        vocabulary, counts, per_type, _ = self._word_types
         where = {w: v for v, w in enumerate(vocabulary)}
         lengths = torch.tensor([len(w) for w in self.words], dtype=torch.int64)
         tensors = {
             "sigma": torch.cat(self.sigma, 1),
+            "stderr": torch.cat(self.stderr, 1),
             "offsets": torch.cat([torch.zeros(1, dtype=torch.int64), lengths.cumsum(0)]),
             "index": self.index,
             "word_ids": torch.tensor([where[w] for ws in self.words for w in ws], dtype=torch.int64),
@@ -224,30 +256,7 @@ class CorpusResult(Viewable):
 
     @classmethod
     def _from_file(cls, tensors: Mapping[str, torch.Tensor], meta: Mapping[str, str], path: str) -> "CorpusResult":
-        common = read.settings(meta, path)
-        sigma = read.sigma(tensors, path, 2, common["scale"])
-        layers, vocabulary = read.json_value(meta, "layers", path), read.json_value(meta, "vocabulary", path)
-        if not (isinstance(layers, list) and all(isinstance(n, str) for n in layers) and isinstance(vocabulary, list) and all(isinstance(w, str) for w in vocabulary)):
-            raise FileFormatError(f"{path!r}: the metadata 'layers' or 'vocabulary' is damaged; re-run probe corpus")
-        try:
-            offsets, word_ids = tensors["offsets"].tolist(), tensors["word_ids"]
-            if offsets[0] != 0 or offsets[-1] != sigma.shape[1] or any(b <= a for a, b in zip(offsets, offsets[1:])):
-                raise ValueError("offsets do not split sigma into sentences")
-            if word_ids.shape != (sigma.shape[1],) or (word_ids.numel() and not (0 <= int(word_ids.min()) and int(word_ids.max()) < len(vocabulary))):
-                raise ValueError("word_ids do not index the vocabulary once per word")
-            spans = list(zip(offsets[:-1], offsets[1:]))
-            return cls(
-                layers=layers,
-                words=[[vocabulary[v] for v in word_ids[a:b].tolist()] for a, b in spans],
-                sigma=[sigma[:, a:b] for a, b in spans],
-                index=tensors["index"],
-                convergence=tensors["converged"],
-                steps=tensors["steps"],
-                pieces=read.json_value(meta, "pieces", path, "null"),
-                **common,
-            )
-        except (KeyError, ValueError, TypeError, IndexError, RuntimeError, InputError) as err:
-            raise FileFormatError(f"{path!r}: the corpus result is damaged ({err}); re-run probe corpus") from None
+        return corpus_from_file(cls, tensors, meta, path)
 
     @classmethod
     def merge(cls, parts: Sequence["CorpusResult"]) -> "CorpusResult":
@@ -257,32 +266,7 @@ class CorpusResult(Viewable):
         >>> whole.layers == result.layers
         True
         """
-        if not parts:
-            raise InputError("merge needs at least one corpus result")
-        first = parts[0]
-        for part in parts[1:]:
-            if (part.layers, part.scale, part.rate, part.width, part.settings, part.pieces is None) != (first.layers, first.scale, first.rate, first.width, first.settings, first.pieces is None):
-                raise InputError("these corpus results come from different runs (layers, scale, rate, width or settings differ); merge the shards of one run")
-        index = torch.cat([p.index for p in parts])
-        if len(index.unique()) != len(index):
-            raise InputError("the corpus results overlap (a sentence appears twice); merge each shard once")
-        order = index.argsort().tolist()
-        words = [w for p in parts for w in p.words]
-        sigma = [s for p in parts for s in p.sigma]
-        pieces = None if first.pieces is None else [q for p in parts for q in p.pieces]
-        return cls(
-            layers=list(first.layers),
-            words=[words[j] for j in order],
-            sigma=[sigma[j] for j in order],
-            index=index[order],
-            scale=first.scale,
-            rate=first.rate,
-            width=first.width,
-            convergence=torch.cat([p.convergence for p in parts], 1)[:, order],
-            steps=torch.cat([p.steps for p in parts], 1)[:, order],
-            settings=dict(first.settings),
-            pieces=None if pieces is None else [pieces[j] for j in order],
-        )
+        return merged(cls, parts)
 
     def _layer_index(self, layer: str) -> int:
         if layer not in self.layers:

@@ -27,6 +27,33 @@ def piece_losses(sigma: torch.Tensor, width: int, pieces: Sequence[int] | None) 
     return loss if pieces is None else loss * torch.tensor(pieces, dtype=loss.dtype)
 
 
+def piece_kept(sigma: torch.Tensor, scale: float, width: int, pieces: Sequence[int] | None) -> torch.Tensor:
+    """Information kept relative to the ceiling, ``K log(scale / sigma)`` nats per token (times its
+    pieces for a merged word): the loss at the ceiling minus the word's loss, never negative."""
+    kept = width * torch.log(scale / sigma.to(torch.float64)).clamp_min(0)
+    return (kept if pieces is None else kept * torch.tensor(pieces, dtype=kept.dtype)).to(torch.float32)
+
+
+def loss_errors(sigma: torch.Tensor, stderr: torch.Tensor, width: int, pieces: Sequence[int] | None) -> torch.Tensor:
+    """The standard error of each word's information loss (or kept information), in nats:
+    ``K * stderr / sigma`` per piece, times the pieces of a merged word. [..., tokens or words]."""
+    error = width * stderr.to(torch.float64) / sigma.to(torch.float64)
+    return (error if pieces is None else error * torch.tensor(pieces, dtype=error.dtype)).to(torch.float32)
+
+
+def check_stderr(stderr, sigma: torch.Tensor, what: str = "sigma") -> torch.Tensor:
+    """A standard error of ``sigma``'s shape, at least 0 (inf: too few draws; NaN: unknown), as float32
+    on the CPU; None gives NaN everywhere."""
+    if stderr is None:
+        return torch.full_like(sigma, math.nan)
+    if not isinstance(stderr, torch.Tensor) or not stderr.is_floating_point() or stderr.shape != sigma.shape:
+        raise InputError(f"stderr must be a float tensor of {what}'s shape {tuple(sigma.shape)}, got {getattr(stderr, 'shape', type(stderr).__name__)}")
+    stderr = stderr.detach().to("cpu", torch.float32)
+    if bool((stderr < 0).any()):
+        raise InputError("stderr holds negative values; it is a standard error, at least 0")
+    return stderr
+
+
 def check_pieces(pieces, words: Sequence[Sequence[str]]) -> None:
     """Piece counts of several sentences: None, or one whole number of at least 1 per word."""
     if pieces is not None and not (
@@ -66,6 +93,10 @@ class Explanation(Viewable):
     tokenizer said; ``by_word`` uses it."""
     pieces: list[int] | None = None
     """After ``by_word``: how many word pieces each word merges (its sigma is their geometric mean)."""
+    stderr: torch.Tensor | None = None
+    """The standard error of each sigma, same shape and units: the solver's estimate of how far its
+    Monte Carlo answer may sit from the exact optimum (inf: too few draws; NaN: not known, e.g. a file
+    written before probe kept error bars)."""
 
     def __post_init__(self) -> None:
         if not isinstance(self.sigma, torch.Tensor) or not self.sigma.is_floating_point():
@@ -84,11 +115,12 @@ class Explanation(Viewable):
         if self.word_ids is not None and len(self.word_ids) != len(self.words):
             raise InputError(f"word_ids has {len(self.word_ids)} entries for {len(self.words)} tokens; pass one per token")
         check_pieces(None if self.pieces is None else [self.pieces], [self.words])
+        self.stderr = check_stderr(self.stderr, self.sigma)
 
     @classmethod
     def of(cls, solution, **fields) -> "Explanation":
         """The Explanation of one solver ``Solution``; ``fields`` are the rest (words, scale, ...)."""
-        return cls(sigma=solution.sigma, loss=solution.loss, converged=solution.converged, steps=solution.steps, curve=solution.curve, **fields)
+        return cls(sigma=solution.sigma, stderr=solution.stderr, loss=solution.loss, converged=solution.converged, steps=solution.steps, curve=solution.curve, **fields)
 
     @property
     def information_loss(self) -> torch.Tensor:
@@ -107,6 +139,25 @@ class Explanation(Viewable):
         True
         """
         return float(self.information_loss.to(torch.float64).sum())
+
+    @property
+    def information_loss_stderr(self) -> torch.Tensor:
+        """The standard error of each word's information loss, nats, [tokens] (``K * stderr / sigma``).
+
+        >>> bool((exp.information_loss_stderr >= 0).all())
+        True
+        """
+        return loss_errors(self.sigma, self.stderr, self.width, self.pieces)
+
+    @property
+    def information_kept(self) -> torch.Tensor:
+        """Information kept relative to the ceiling, ``K log(scale / sigma)`` nats per word, never
+        negative: 0 for a lost word; ``information_loss`` is the paper's quantity it is measured from.
+
+        >>> bool((exp.information_kept >= 0).all())
+        True
+        """
+        return piece_kept(self.sigma, self.scale, self.width, self.pieces)
 
     @property
     def relative_sigma(self) -> torch.Tensor:
@@ -141,27 +192,20 @@ class Explanation(Viewable):
         """
         if self.pieces is not None:
             return self
-        merged = by_word(self.words, self.sigma, self.width, self.word_ids, special)
-        return replace(self, sigma=merged.sigma, words=merged.words, word_ids=None, pieces=merged.pieces.tolist())
+        merged = by_word(self.words, self.sigma, self.width, self.word_ids, special, stderr=self.stderr)
+        return replace(self, sigma=merged.sigma, stderr=merged.stderr, words=merged.words, word_ids=None, pieces=merged.pieces.tolist())
 
     def table(self, bar_width: int = 30) -> str:
-        """A per-word table: word, sigma, sigma/scale, information loss, and a bar (longer = kept more).
+        """A per-word table: word, sigma +/- its standard error, sigma/scale, information kept (nats)
+        and a bar on the shade's fitted range (longer = kept more); ``!`` marks a wide error bar.
 
         >>> print(exp.table())  # doctest: +ELLIPSIS
         explanation
-        word ...
+        ...
         """
-        from .._utils.text import visible
+        from .._views.tables import explanation_table
 
-        title = f"layer {visible(self.layer)}" if self.layer else "explanation"
-        words = [visible(w) for w in self.words]
-        width = max([4, *(len(w) for w in words)])
-        lines = [title, f"{'word':<{width}}  {'sigma':>10}  {'sigma/scale':>11}  {'info loss':>10}  kept"]
-        for word, s, rel, h in zip(words, self.sigma.tolist(), self.relative_sigma.tolist(), self.information_loss.tolist()):
-            bar = "#" * round(max(0.0, 1.0 - rel) * bar_width)
-            lines.append(f"{word:<{width}}  {s:>10.4g}  {rel:>11.3f}  {h:>10.1f}  {bar}")
-        lines.append(f"total information loss {self.total_information_loss:.1f} nats; converged {self.converged} after {self.steps} steps")
-        return "\n".join(lines)
+        return explanation_table(self, bar_width)
 
     def __str__(self) -> str:
         return self.table()
@@ -177,19 +221,19 @@ class Explanation(Viewable):
         """``plot``, with the figure made by ``new_figure`` (``plt.figure`` for ``plt.show``)."""
         from .._views.plots import word_heatmap
 
-        return word_heatmap(self.relative_sigma[None].numpy(), self.words, [self.layer], "sigma / scale", path, new_figure)
+        return word_heatmap(self.relative_sigma[None].numpy(), self.words, [self.layer], "sigma / scale", path, new_figure, (self.stderr / self.sigma)[None].numpy(), [self.converged])
 
     def save(self, path: str | Path) -> None:
         """Writes a plain safetensors file (atomically); ``probe.load`` reads it back.
 
-        Tensors ``sigma``, ``information_loss``, ``loss_curve`` and, when given, ``regularization``;
+        Tensors ``sigma``, ``stderr``, ``information_loss``, ``loss_curve`` and, when given, ``regularization``;
         string metadata ``words`` (JSON list), ``layer``, ``scale``, ``rate``, ``width``, ``loss``,
         ``converged``, ``steps``, ``settings`` (JSON), ``word_ids``, ``format``, ``format_version``
         and ``probe_version``, so any safetensors reader can use the file.
 
         >>> exp.save(tmp / "exp.safetensors")
         """
-        tensors = {"sigma": self.sigma, "information_loss": self.information_loss, "loss_curve": torch.tensor(self.curve, dtype=torch.float64)}
+        tensors = {"sigma": self.sigma, "stderr": self.stderr, "information_loss": self.information_loss, "loss_curve": torch.tensor(self.curve, dtype=torch.float64)}
         if self.regularization is not None:
             tensors["regularization"] = self.regularization.detach().cpu().contiguous()
         write_tensors(path, tensors, {"kind": "explanation", **self._metadata()})
@@ -211,7 +255,8 @@ class Explanation(Viewable):
         fields = read.explanation_fields(meta, path, read.tensor(tensors, "sigma", path, 1).shape[0])
         sigma = read.sigma(tensors, path, 1, fields["scale"])
         read.same_shape(tensors, "information_loss", sigma.shape, path)
-        return cls(sigma=sigma, regularization=read.optional(tensors, "regularization", path), curve=read.curve(tensors, "loss_curve", path), **fields)
+        stderr = read.stderr(tensors, "stderr", sigma.shape, path)
+        return cls(sigma=sigma, stderr=stderr, regularization=read.optional(tensors, "regularization", path), curve=read.curve(tensors, "loss_curve", path), **fields)
 
 
 __all__ = ["Explanation"]

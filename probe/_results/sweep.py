@@ -113,6 +113,24 @@ class Sweep(Viewable, Mapping[str, Explanation]):
         return torch.stack([e.sigma for e in self._by_layer.values()])
 
     @property
+    def stderr(self) -> torch.Tensor:
+        """The standard error of every sigma: [layers, tokens], the units of ``sigma``.
+
+        >>> sweep.stderr.shape
+        torch.Size([2, 5])
+        """
+        return torch.stack([e.stderr for e in self._by_layer.values()])
+
+    @property
+    def information_kept(self) -> torch.Tensor:
+        """Information kept relative to the ceiling per word of every layer: [layers, tokens], nats, at least 0.
+
+        >>> bool((sweep.information_kept >= 0).all())
+        True
+        """
+        return torch.stack([e.information_kept for e in self._by_layer.values()])
+
+    @property
     def relative_sigma(self) -> torch.Tensor:
         """``sigma / scale`` of every layer: [layers, tokens]; near 1, the layer has lost the word.
 
@@ -139,13 +157,17 @@ class Sweep(Viewable, Mapping[str, Explanation]):
         return Sweep({name: e.by_word(special) for name, e in self._by_layer.items()})
 
     def table(self) -> str:
-        """Every layer's per-word table, one after the other.
+        """Every layer's per-word table, one after the other, bars on one range fitted to the sweep.
 
         >>> print(sweep.table())  # doctest: +ELLIPSIS
         layer encoder.layer.0
         ...
         """
-        return "\n\n".join(e.table() for e in self._by_layer.values())
+        from .._views.shade import span
+        from .._views.tables import explanation_table
+
+        fitted = span(self.relative_sigma.flatten().tolist())
+        return "\n\n".join(explanation_table(e, fitted=fitted) for e in self._by_layer.values())
 
     def __str__(self) -> str:
         return self.table()
@@ -157,18 +179,19 @@ class Sweep(Viewable, Mapping[str, Explanation]):
         """
         from .._views.plots import word_heatmap
 
-        return word_heatmap(self.relative_sigma.numpy(), self.words, self.layers, "sigma / scale by layer", path)
+        converged = [e.converged for e in self._by_layer.values()]
+        return word_heatmap(self.relative_sigma.numpy(), self.words, self.layers, "sigma / scale by layer", path, None, (self.stderr / self.sigma).numpy(), converged)
 
     def save(self, path: str | Path) -> None:
         """Writes every layer into one safetensors file (atomically); ``probe.load`` reads it back.
 
-        Tensors ``sigma`` and ``information_loss`` [layers, tokens], ``loss_curve.{i}`` and
+        Tensors ``sigma``, ``stderr`` and ``information_loss`` [layers, tokens], ``loss_curve.{i}`` and
         ``regularization.{i}`` per layer; string metadata ``words`` (JSON list) and ``layers`` (a JSON
         list with each layer's ``name`` and the metadata an Explanation file has).
 
         >>> sweep.save(tmp / "sweep.safetensors")
         """
-        tensors: dict[str, torch.Tensor] = {"sigma": self.sigma, "information_loss": self.information_loss}
+        tensors: dict[str, torch.Tensor] = {"sigma": self.sigma, "stderr": self.stderr, "information_loss": self.information_loss}
         layers = []
         for i, (name, e) in enumerate(self._by_layer.items()):
             tensors[f"loss_curve.{i}"] = torch.tensor(e.curve, dtype=torch.float64)
@@ -186,11 +209,12 @@ class Sweep(Viewable, Mapping[str, Explanation]):
             raise FileFormatError(f"{path!r}: the metadata 'layers' is damaged; re-save the sweep")
         if len(layers) != shape[0]:
             raise FileFormatError(f"{path!r}: sigma has {shape[0]} layers but the metadata names {len(layers)}; re-save the sweep")
+        stderr = read.stderr(tensors, "stderr", shape, path)
         explanations = {}
         for i, m in enumerate(layers):
             fields = read.explanation_fields(m, path, shape[1])
             sigma = read.sigma({"sigma": tensors["sigma"][i]}, path, 1, fields["scale"])
-            e = Explanation(sigma=sigma, regularization=read.optional(tensors, f"regularization.{i}", path), curve=read.curve(tensors, f"loss_curve.{i}", path), **fields)
+            e = Explanation(sigma=sigma, stderr=stderr[i], regularization=read.optional(tensors, f"regularization.{i}", path), curve=read.curve(tensors, f"loss_curve.{i}", path), **fields)
             explanations[str(m.get("name", e.layer or i))] = e
         if len(explanations) != len(layers):
             raise FileFormatError(f"{path!r}: the metadata 'layers' names a layer twice; re-save the sweep")

@@ -1,7 +1,7 @@
 """``TimeSeries``: per-word sigma of fixed sentences at several training steps, one safetensors file.
 
-File layout (kind ``timeseries``): tensor ``sigma.{i}`` [steps, layers, tokens] and
-``information_loss.{i}`` (same shape, nats) for sentence ``i``; metadata ``steps``, ``epochs``,
+File layout (kind ``timeseries``): tensors ``sigma.{i}`` [steps, layers, tokens], its standard error
+``stderr.{i}`` and ``information_loss.{i}`` (same shape, nats) for sentence ``i``; metadata ``steps``, ``epochs``,
 ``layers``, ``words`` (one list per sentence), ``sentences``, ``scale``, ``rate``, ``width`` and the
 solver ``settings``, all JSON or plain numbers.
 """
@@ -21,8 +21,8 @@ from .._utils.text import visible
 from .._utils.files import save_figure, setting_metadata, write_tensors
 from .load import reads
 from .._views.plots import COLORBAR_LABEL
-from .explanation import Explanation, check_pieces, piece_losses
-from .._views.shade import FLOOR
+from .explanation import Explanation, check_pieces, check_stderr, piece_losses
+from .._views.shade import range_note, span
 from .sweep import Sweep
 from .._views.viewable import Viewable
 from .words import by_word
@@ -67,11 +67,16 @@ class TimeSeries(Viewable):
     convergence: torch.Tensor | None = None
     pieces: list[list[int]] | None = None
     """After ``by_word``: per sentence, how many word pieces each word merges."""
+    stderr: list[torch.Tensor] | None = None
+    """Per sentence, the standard error of each sigma, [steps, layers, tokens] (NaN: not known)."""
 
     def __post_init__(self) -> None:
         if not self.sigma:
             self.sigma = [torch.zeros(len(self.steps), len(self.layers), len(w)) for w in self.words]
         self.sigma = [s.detach().to("cpu", torch.float32) for s in self.sigma]
+        if self.stderr is not None and len(self.stderr) != len(self.sigma):
+            raise InputError(f"stderr has {len(self.stderr)} tensors for {len(self.sigma)} sentences; pass one per sentence")
+        self.stderr = [check_stderr(None if self.stderr is None else e, s, f"sigma[{i}]") for i, (s, e) in enumerate(zip(self.sigma, self.stderr or [None] * len(self.sigma)))]
         shape = (len(self.steps), len(self.layers), len(self.words))
         self.convergence = torch.zeros(shape, dtype=torch.bool) if self.convergence is None else torch.as_tensor(self.convergence, dtype=torch.bool)
         check_pieces(self.pieces, self.words)
@@ -118,6 +123,7 @@ class TimeSeries(Viewable):
         self.steps.append(int(step))
         self.epochs.append(float("nan") if epoch is None else float(epoch))
         self.sigma = [torch.cat([old, s.sigma[None]]) for old, s in zip(self.sigma, sweeps)]
+        self.stderr = [torch.cat([old, s.stderr[None]]) for old, s in zip(self.stderr, sweeps)]
         done = torch.tensor([[s[name].converged for s in sweeps] for name in self.layers], dtype=torch.bool)
         self.convergence = torch.cat([self.convergence, done[None]])
 
@@ -131,7 +137,7 @@ class TimeSeries(Viewable):
         return TimeSeries(
             layers=list(self.layers), words=[list(w) for w in self.words], scale=self.scale, rate=self.rate,
             width=self.width, sentences=list(self.sentences), steps=self.steps[:keep],
-            epochs=self.epochs[:keep], sigma=[s[:keep] for s in self.sigma], settings=dict(self.settings),
+            epochs=self.epochs[:keep], sigma=[s[:keep] for s in self.sigma], stderr=[e[:keep] for e in self.stderr], settings=dict(self.settings),
             convergence=self.convergence[:keep], pieces=self.pieces,
         )
 
@@ -153,8 +159,8 @@ class TimeSeries(Viewable):
         """
         if self.pieces is not None:
             return self
-        merged = [by_word(w, s, self.width, None, special) for w, s in zip(self.words, self.sigma)]
-        return replace(self, words=[m.words for m in merged], sigma=[m.sigma for m in merged], pieces=[m.pieces.tolist() for m in merged])
+        merged = [by_word(w, s, self.width, None, special, stderr=e) for w, s, e in zip(self.words, self.sigma, self.stderr)]
+        return replace(self, words=[m.words for m in merged], sigma=[m.sigma for m in merged], stderr=[m.stderr for m in merged], pieces=[m.pieces.tolist() for m in merged])
 
     @property
     def relative_sigma(self) -> list[torch.Tensor]:
@@ -170,8 +176,8 @@ class TimeSeries(Viewable):
         >>> series.save(tmp / "timestamps.safetensors")
         """
         tensors: dict[str, torch.Tensor] = {"converged": self.convergence}
-        for i, (s, h) in enumerate(zip(self.sigma, self.information_loss)):
-            tensors[f"sigma.{i}"], tensors[f"information_loss.{i}"] = s, h
+        for i, (s, e, h) in enumerate(zip(self.sigma, self.stderr, self.information_loss)):
+            tensors[f"sigma.{i}"], tensors[f"stderr.{i}"], tensors[f"information_loss.{i}"] = s, e, h
         meta = {
             "kind": "timeseries",
             "layers": json.dumps(self.layers),
@@ -190,6 +196,7 @@ class TimeSeries(Viewable):
         words = read.word_lists(read.json_value(meta, "words", path), path)
         try:
             sigma = [read.sigma({"sigma": tensors[f"sigma.{i}"]}, path, 3, common["scale"]) for i in range(len(words))]
+            stderr = [read.stderr(tensors, f"stderr.{i}", s.shape, path, say=i == 0) for i, s in enumerate(sigma)]
             return cls(
                 layers=json.loads(meta["layers"]),
                 words=words,
@@ -197,6 +204,7 @@ class TimeSeries(Viewable):
                 steps=[int(s) for s in json.loads(meta["steps"])],
                 epochs=[float("nan") if e is None else float(e) for e in json.loads(meta["epochs"])],
                 sigma=sigma,
+                stderr=stderr,
                 convergence=tensors.get("converged"),
                 pieces=read.json_value(meta, "pieces", path, "null"),
                 **common,
@@ -245,10 +253,11 @@ class TimeSeries(Viewable):
         fig = Figure(figsize=(1.5 + cols * (2.0 + min(0.3 * count, 6.0)), 1.0 + rows * (0.8 + 0.25 * tallest)), layout="constrained")
         axes = fig.subplots(rows, cols, squeeze=False)
         ticks = list(range(0, count, math.ceil(count / 8)))
+        low, high = span(torch.cat([r.flatten() for r in self.relative_sigma]).tolist())
         for i, (words, relative) in enumerate(zip(self.words, self.relative_sigma)):
             for j, layer in enumerate(self.layers):
                 ax = axes[i][j]
-                image = ax.imshow(relative[:, j].T.clamp(FLOOR, 1.0).numpy(), cmap="GnBu_r", aspect="auto", norm=LogNorm(vmin=FLOOR, vmax=1.0), interpolation="nearest")
+                image = ax.imshow(relative[:, j].T.clamp(low, high).numpy(), cmap="GnBu_r", aspect="auto", norm=LogNorm(vmin=low, vmax=high), interpolation="nearest")
                 ax.set_yticks(range(len(words)), labels=literal(words) if j == 0 else [""] * len(words))
                 ax.set_xticks(ticks, labels=[str(self.steps[t]) for t in ticks])
                 if i == 0:
@@ -256,7 +265,7 @@ class TimeSeries(Viewable):
                 if i == rows - 1:
                     ax.set_xlabel("training step")
         fig.colorbar(image, ax=axes, label=COLORBAR_LABEL)
-        fig.suptitle("information per word across training")
+        fig.suptitle(f"information per word across training\n{range_note((low, high))}", fontsize=10)
         if path is not None:
             save_figure(fig, path)
         return fig

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 import torch
 
 from .._method.objective import information_loss
+from .merging import merge_loss, merge_sigma, merge_stderr
 
 SPECIAL_TOKENS = frozenset({
     "[CLS]", "[SEP]", "[PAD]", "[MASK]", "<s>", "</s>", "<pad>", "<mask>", "<cls>", "<sep>",
@@ -57,6 +58,7 @@ class ByWord:
     pieces: torch.Tensor
     groups: list[list[int]]
     special: list[bool]
+    stderr: torch.Tensor | None = None
 
 
 def is_special(piece: str, special_tokens: Iterable[str] | None = None) -> bool:
@@ -158,44 +160,6 @@ def _byte_alphabet() -> dict[str, int]:
     return chars
 
 
-def merge_sigma(sigma: torch.Tensor, groups: Sequence[Sequence[int]]) -> torch.Tensor:
-    """Each word's sigma: the geometric mean of its pieces' sigma, over the last axis [..., words].
-
-    >>> merge_sigma(torch.tensor([[1.0, 4.0, 3.0]]), [[0, 1], [2]])
-    tensor([[2., 3.]])
-    """
-    index, counts = _index(groups, sigma.shape[-1], sigma.device)
-    logs = torch.log(sigma.to(torch.float64))
-    total = torch.zeros(*sigma.shape[:-1], len(groups), dtype=torch.float64, device=sigma.device).index_add_(-1, index, logs)
-    return torch.exp(total / counts).to(sigma.dtype)
-
-
-def merge_loss(loss: torch.Tensor, groups: Sequence[Sequence[int]]) -> torch.Tensor:
-    """Each word's information loss: the sum of its pieces' losses, over the last axis [..., words].
-
-    >>> merge_loss(torch.tensor([1.0, 2.0, 5.0]), [[0, 1], [2]])
-    tensor([3., 5.])
-    """
-    index, _ = _index(groups, loss.shape[-1], loss.device)
-    total = torch.zeros(*loss.shape[:-1], len(groups), dtype=torch.float64, device=loss.device)
-    return total.index_add_(-1, index, loss.to(torch.float64)).to(loss.dtype)
-
-
-def _index(groups: Sequence[Sequence[int]], tokens: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-    """For each token, its word; and each word's piece count (float64)."""
-    index = torch.empty(tokens, dtype=torch.int64)
-    seen = 0
-    for w, group in enumerate(groups):
-        index[list(group)] = w
-        seen += len(group)
-    if seen != tokens or sorted(i for g in groups for i in g) != list(range(tokens)):
-        from ..errors import InputError
-
-        raise InputError(f"the word groups cover {seen} pieces but there are {tokens} tokens; every token must be in exactly one word")
-    counts = torch.tensor([len(g) for g in groups], dtype=torch.float64, device=device)
-    return index.to(device), counts
-
-
 def by_word(
     pieces: Sequence[str],
     sigma: torch.Tensor,
@@ -203,9 +167,11 @@ def by_word(
     word_ids: Sequence[int | None] | None = None,
     special: bool = True,
     special_tokens: Iterable[str] | None = None,
+    stderr: torch.Tensor | None = None,
 ) -> ByWord:
     """Merges per-piece ``sigma`` [..., tokens] into words: geometric-mean sigma and summed information
-    loss (``K = width``) [..., words]; ``special=False`` drops the special tokens.
+    loss (``K = width``) [..., words], and sigma's ``stderr`` when given (see ``merge_stderr``);
+    ``special=False`` drops the special tokens.
 
     >>> m = by_word(["[CLS]", "memo", "##rable", "[SEP]"], torch.tensor([0.5, 0.1, 0.4, 0.5]), width=4, special=False)
     >>> m.words, m.pieces.tolist()
@@ -226,6 +192,7 @@ def by_word(
         pieces=pieces_per_word[keep],
         groups=[split.groups[w] for w in keep],
         special=[split.special[w] for w in keep],
+        stderr=None if stderr is None else merge_stderr(sigma, stderr.detach().to("cpu", torch.float32), split.groups)[..., keep],
     )
 
 

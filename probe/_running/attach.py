@@ -13,7 +13,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from .clean_pass import CleanPass, batch_weights, clean_pass, sentence_mean
+from .clean_pass import CleanPass, batch_weightings, batch_weights, clean_pass, sentence_mean
 from .._utils.checks import check_scale_rate, check_seed, check_words, settings_from
 from .hooks import HookRunner, Select
 from .model_state import as_tokenizer, calls_per_layer, check_loaded, device_of, model_name, running, tokenizer_beside
@@ -184,7 +184,9 @@ class attach:
             sentence_words = self._words(inputs, words, clean.mask, batch)
             word_ids = [self._word_ids(inputs, encoding, b, clean.mask[b]) if words is None else None for b in range(count)]
             regs = self._regularizations(regularization, clean.outputs)
-            weights = [batch_weights(self.adapter, out, clean.mask, inverse) for out, inverse in zip(clean.outputs, self._inverses(regs))]
+            inverses = self._inverses(regs)
+            weights = [batch_weights(self.adapter, out, clean.mask, inverse) for out, inverse in zip(clean.outputs, inverses)]
+            weightings = [batch_weightings(self.adapter, out, clean.mask, inverse) for out, inverse in zip(clean.outputs, inverses)]
             noise_seeds = sentence_seeds(seed, clean.x, clean.mask, self.adapter.ids(inputs))
             with tqdm(total=settings.max_steps, disable=not progress, desc="explain", unit="step") as bar:
                 solutions = solve(
@@ -202,13 +204,13 @@ class attach:
             flag_ceiling(solutions, self._runner.names, scale)
         meta = {**settings.as_metadata(), "seed": str(seed), "adapter": self.adapter.name, "wrapper": self._held.wrapper, "model": model_name(self.model)}
         # noise_seed: the sentence's own noise stream; probe.explain(..., seed=noise_seed) draws the same noise
-        return [self._result(solutions[b], sentence_words[b], word_ids[b], clean, regs, scale, rate, {**meta, "noise_seed": str(noise_seeds[b])}) for b in range(count)]
+        return [self._result(solutions[b], sentence_words[b], word_ids[b], clean, regs, scale, rate, {**meta, "noise_seed": str(noise_seeds[b])}, [w[b] for w in weightings]) for b in range(count)]
 
-    def _result(self, solutions, words: list[str], word_ids, clean: CleanPass, regs, scale: float, rate: float, meta: dict):
+    def _result(self, solutions, words: list[str], word_ids, clean: CleanPass, regs, scale: float, rate: float, meta: dict, weightings: list[str]):
         calls = self._runner.chosen
         per_layer = {
-            name: Explanation.of(s, words=words, word_ids=word_ids, scale=scale, rate=rate, width=clean.x.shape[2], layer=name, regularization=r, settings={**meta, "call": str(calls[name])})
-            for name, s, r in zip(self._runner.names, solutions, regs)
+            name: Explanation.of(s, words=words, word_ids=word_ids, scale=scale, rate=rate, width=clean.x.shape[2], layer=name, regularization=r, settings={**meta, "call": str(calls[name]), "weighting": w})
+            for name, s, r, w in zip(self._runner.names, solutions, regs, weightings)
         }
         return next(iter(per_layer.values())) if self._single else Sweep(per_layer)
 

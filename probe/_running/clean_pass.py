@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import torch
 
 from .hooks import HookRunner
-from .._method.objective import full_weight
+from .._method.objective import full_weight, weighting
 from ..errors import InputError, LayerError, ModelError
 
 
@@ -70,3 +70,9 @@ def batch_weights(adapter, out: torch.Tensor, mask: torch.Tensor, inverse: torch
     """Every sentence's full weight of ``out``, padding at 0; ``inverse`` is 1/r**2 or None."""
     valid = valid_elements(adapter, out, mask)
     return torch.stack([full_weight(out[b], None if valid is None else valid[b], inverse) for b in range(out.shape[0])])
+
+
+def batch_weightings(adapter, out: torch.Tensor, mask: torch.Tensor, inverse: torch.Tensor | None) -> list[str]:
+    """Which weighting each sentence's ``batch_weights`` used (``objective.weighting``), for its result to record."""
+    valid = valid_elements(adapter, out, mask)
+    return [weighting(out[b], None if valid is None else valid[b], inverse) for b in range(out.shape[0])]

@@ -72,14 +72,14 @@ class CorpusStore:
     def _keep(self, part: CorpusResult) -> None:
         self.common = self.common or {"scale": part.scale, "rate": part.rate, "width": part.width, **_model_settings(part.settings)}
         for j, i in enumerate(part.index.tolist()):
-            self.done[i] = (part.words[j], part.sigma[j], part.convergence[:, j], part.steps[:, j])
+            self.done[i] = (part.words[j], part.sigma[j], part.convergence[:, j], part.steps[:, j], part.stderr[j])
 
     def add(self, rows: Sequence[int], sweeps: Sequence[Sweep]) -> None:
         """Keeps the solved sentences ``rows`` (and writes them, with a folder)."""
         first = sweeps[0][self.names[0]]
         common = {"scale": first.scale, "rate": first.rate, "width": first.width, **_model_settings(first.settings)}
         part = _result(self.names, {**self.settings, **_model_settings(common)}, common, list(rows), [
-            (s.words, s.sigma, torch.tensor([e.converged for e in s.values()]), torch.tensor([e.steps for e in s.values()])) for s in sweeps
+            (s.words, s.sigma, torch.tensor([e.converged for e in s.values()]), torch.tensor([e.steps for e in s.values()]), s.stderr) for s in sweeps
         ])
         if self.folder is not None:
             self.folder.mkdir(parents=True, exist_ok=True)
@@ -97,7 +97,7 @@ class CorpusStore:
 
 def _model_settings(settings: Mapping[str, str]) -> dict[str, str]:
     """The settings a corpus result takes from its sentences' results: how the model was reached."""
-    return {"adapter": settings.get("adapter", ""), "wrapper": settings.get("wrapper", "none")}
+    return {"adapter": settings.get("adapter", ""), "wrapper": settings.get("wrapper", "none"), "weighting": settings.get("weighting", "")}
 
 
 def _result(names: list[str], settings: dict, common: dict, rows: list[int], found: list[tuple]) -> CorpusResult:
@@ -105,6 +105,7 @@ def _result(names: list[str], settings: dict, common: dict, rows: list[int], fou
         layers=names,
         words=[f[0] for f in found],
         sigma=[f[1] for f in found],
+        stderr=[f[4] for f in found],
         index=torch.tensor(rows, dtype=torch.int64),
         scale=common["scale"],
         rate=common["rate"],

@@ -36,6 +36,23 @@ def same_shape(tensors: Mapping[str, torch.Tensor], name: str, shape: torch.Size
         raise FileFormatError(f"{path!r}: tensor {name!r} has shape {tuple(t.shape)} but sigma has {tuple(shape)}; re-save the result")
 
 
+def stderr(tensors: Mapping[str, torch.Tensor], name: str, shape: torch.Size, path: str, say: bool = True) -> torch.Tensor:
+    """Sigma's standard error, of sigma's ``shape`` and at least 0 (inf allowed: too few draws); a file
+    written before probe kept error bars has none: NaN everywhere, with a warning that says so
+    (unless ``say`` is False: it was said already)."""
+    t = tensors.get(name)
+    if t is None:
+        if not say:
+            return torch.full(shape, math.nan)
+        from .warnings import warn
+
+        warn(f"{path!r} was written before probe kept error bars: its stderr is unknown (NaN); explain again to get them")
+        return torch.full(shape, math.nan)
+    if not t.is_floating_point() or t.shape != shape or bool((t < 0).any()):
+        raise FileFormatError(f"{path!r}: tensor {name!r} must be sigma's shape {tuple(shape)} of floats at least 0; re-save the result")
+    return t
+
+
 def optional(tensors: Mapping[str, torch.Tensor], name: str, path: str) -> torch.Tensor | None:
     """An optional float tensor such as a regularization."""
     t = tensors.get(name)

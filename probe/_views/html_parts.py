@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import functools
 import html
+import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from .._utils.files import write_atomic
 from .._utils.text import visible
-from .shade import FLOOR, kept
+from .shade import FLOOR, WIDE, kept, range_note
 
 # GnBu, the colours of probe's matplotlib plots: light = lost (sigma at the ceiling), dark = kept.
 _KEPT_STOPS = ((0.0, (247, 252, 240)), (0.25, (204, 235, 197)), (0.5, (123, 204, 196)), (0.75, (43, 140, 190)), (1.0, (8, 64, 129)))
@@ -27,6 +28,8 @@ CSS = """
 .probe .probe-warn { color: #9a3412; font-weight: 600; }
 .probe .probe-words { display: flex; flex-wrap: wrap; gap: 4px; margin: 0.3em 0 0.6em; }
 .probe .probe-w { display: inline-block; padding: 2px 6px; border-radius: 3px; border: 1px solid #d0d7de; }
+.probe .probe-wide { outline: 2px dashed #b2182b; outline-offset: -2px; }
+.probe .probe-wide::after { content: " \\00b1"; color: #b2182b; font-weight: 700; }
 .probe table { border-collapse: collapse; margin: 0.3em 0 0.8em; font-size: 0.92em; }
 .probe th, .probe td { padding: 2px 6px; text-align: left; vertical-align: middle; }
 .probe .probe-grid td.probe-c { border: 1px solid #ffffff; text-align: center; white-space: nowrap; }
@@ -67,10 +70,11 @@ def text(value) -> str:
 def number(value: float) -> str:
     """A number short enough for a cell and a hover text.
 
-    >>> number(0.012345), number(-1234.56)
-    ('0.01235', '-1235')
+    >>> number(0.012345), number(-1234.56), number(18042.8)
+    ('0.01235', '-1235', '18043')
     """
-    return f"{float(value):.4g}"
+    value = float(value)
+    return f"{value:.0f}" if 1e4 <= abs(value) < 1e9 else f"{value:.4g}"
 
 
 def _mix(stops, t: float) -> tuple[int, int, int]:
@@ -89,14 +93,14 @@ def _colors(rgb: tuple[int, int, int]) -> tuple[str, str]:
     return "#{:02x}{:02x}{:02x}".format(*rgb), "#ffffff" if luminance < 0.3 else "#111111"
 
 
-def kept_colors(relative_sigma: float) -> tuple[str, str]:
-    """Background and text colour for a word at ``sigma / scale``: light = lost (1), dark = kept
-    (``_shade.FLOOR`` and below), on a log scale.
+def kept_colors(relative_sigma: float, fitted: tuple[float, float] = (FLOOR, 1.0)) -> tuple[str, str]:
+    """Background and text colour for a word at ``sigma / scale`` on the log range ``fitted``
+    (``shade.span``): light = its top (lost), dark = its bottom (kept).
 
     >>> kept_colors(1.0), kept_colors(0.0)
     (('#f7fcf0', '#111111'), ('#084081', '#ffffff'))
     """
-    return _kept_level(round(255 * (1.0 - kept(relative_sigma))))
+    return _kept_level(round(255 * (1.0 - kept(relative_sigma, fitted))))
 
 
 @functools.lru_cache(maxsize=256)
@@ -132,38 +136,50 @@ def hover(lines: Sequence[str]) -> str:
     return "\n".join(text(line) for line in lines)
 
 
-def word_hover(word: str, sigma: float, relative: float, loss: float, extra: Sequence[str] = ()) -> str:
-    """The numbers behind a shaded word.
+def word_hover(word: str, sigma: float, relative: float, loss: float, extra: Sequence[str] = (), stderr: float = float("nan"), width: int = 0) -> str:
+    """The numbers behind a shaded word: sigma with its standard error, and with the embedding
+    ``width`` the information kept relative to the ceiling, beside the paper's information loss.
 
-    >>> print(html.unescape(word_hover("bird", 0.1, 0.2, -1500.0)))
+    >>> print(html.unescape(word_hover("bird", 0.1, 0.2, -1500.0, stderr=0.002, width=8)))
     bird
-    sigma 0.1
+    sigma 0.1 +/- 0.002
     sigma/scale 0.2
-    information loss -1500 nats
+    information kept 12.88 nats (relative to the ceiling)
+    information loss -1500 nats (the paper's H)
     """
-    return hover([word, *extra, f"sigma {number(sigma)}", f"sigma/scale {number(relative)}", f"information loss {number(loss)} nats"])
+    error = "unknown" if stderr != stderr else number(stderr)
+    kept_line = [f"information kept {number(max(0.0, -width * math.log(relative)))} nats (relative to the ceiling)"] if width else []
+    mark = [f"error bar wide: over {WIDE:.0%} of sigma"] if stderr > WIDE * sigma else []
+    return hover([word, *extra, f"sigma {number(sigma)} +/- {error}", f"sigma/scale {number(relative)}", *kept_line, f"information loss {number(loss)} nats (the paper's H)", *mark])
 
 
-def chip(word: str, relative: float, title: str) -> str:
-    """One word shaded by how much is kept, its numbers on hover.
+def chip(word: str, relative: float, title: str, fitted: tuple[float, float] = (FLOOR, 1.0), marked: bool = False) -> str:
+    """One word shaded by how much is kept, its numbers on hover; ``marked``: a wide error bar, shown
+    with a dashed red outline and a ``±``.
 
     >>> chip("bird", 0.0, "bird")
     '<span class="probe-w" style="background:#084081;color:#ffffff" title="bird">bird</span>'
     """
-    return f'<span class="probe-w" style="{style(kept_colors(relative))}" title="{title}">{text(word)}</span>'
+    wide = " probe-wide" if marked else ""
+    return f'<span class="probe-w{wide}" style="{style(kept_colors(relative, fitted))}" title="{title}">{text(word)}</span>'
 
 
-def legend() -> str:
-    """The colour key: light = lost, dark = kept.
+def legend(fitted: tuple[float, float] = (FLOOR, 1.0), marked: bool = False) -> str:
+    """The colour key: light = the range's top (lost), dark = its bottom (kept), the range stated.
 
     >>> "kept (sigma/scale" in legend()
     True
     """
     stops = ", ".join("#{:02x}{:02x}{:02x} {:.0f}%".format(*c, 100 * t) for t, c in _KEPT_STOPS)
+    wide = f' · <span class="probe-w probe-wide">word</span> standard error over {WIDE:.0%} of sigma' if marked else ""
+    if fitted == (FLOOR, 1.0):
+        left, right = "lost (sigma/scale 1)", f"kept (sigma/scale {FLOOR:g} or less; log scale)"
+    else:
+        left, right = f"sigma/scale {fitted[1]:.3g}", f"{fitted[0]:.3g} · log scale, {range_note(fitted)} (1 = lost)"
     return (
-        '<div class="probe-legend"><span>lost (sigma/scale 1)</span>'
+        f'<div class="probe-legend"><span>{left}</span>'
         f'<span class="probe-bar" style="background:linear-gradient(to right, {stops})"></span>'
-        f"<span>kept (sigma/scale {FLOOR:g} or less; log scale)</span></div>"
+        f"<span>{right}{wide}</span></div>"
     )
 
 

@@ -14,9 +14,9 @@ import numpy as np
 from .._utils.checks import check_image_path
 from .._utils.files import save_figure
 from .._utils.text import visible
-from .shade import FLOOR
+from .shade import WIDE, range_note, span
 
-COLORBAR_LABEL = "sigma / scale, log scale (dark = kept, 1 = lost)"
+COLORBAR_LABEL = "sigma / scale, log (dark = kept more; 1 = lost)"
 
 
 def literal(labels: list[str]) -> list[str]:
@@ -40,9 +40,13 @@ def word_heatmap(
     title: str,
     path: str | Path | None = None,
     new_figure: Callable | None = None,
+    relative_error: np.ndarray | None = None,
+    converged: list[bool] | None = None,
 ):
-    """A [rows, words] heatmap of sigma / scale in the seed's colours (dark = kept), on one fixed
-    log range [``FLOOR``, 1] so colours compare across plots, words as labels, a colour bar.
+    """A [rows, words] heatmap of sigma / scale in the seed's colours (dark = kept), on a log range
+    fitted to ``values`` (``shade.span``, stated under the colour bar), words as labels. A cell whose
+    ``relative_error`` (stderr / sigma) is over ``WIDE`` shows ``!``; a row that did not converge
+    says so in its label.
 
     ``new_figure`` makes the empty figure: a plain ``Figure`` by default, so nothing piles up in
     pyplot; ``plt.figure`` for a figure that ``plt.show`` can display on any matplotlib version.
@@ -51,14 +55,23 @@ def word_heatmap(
     from matplotlib.figure import Figure
 
     path = checked_path(path)
-    height = 1.6 + 0.45 * len(rows)
-    fig = (new_figure or Figure)(figsize=(max(4.0, 0.6 * len(words) + 2.0), height), layout="constrained")
+    low, high = span(values.flatten().tolist())
+    height = 2.0 + 0.45 * len(rows)
+    fig = (new_figure or Figure)(figsize=(max(5.0, 0.6 * len(words) + 3.0), height), layout="constrained")
     ax = fig.add_subplot()
-    image = ax.imshow(np.clip(values, FLOOR, 1.0), cmap="GnBu_r", aspect="auto", norm=LogNorm(vmin=FLOOR, vmax=1.0))
+    image = ax.imshow(np.clip(values, low, high), cmap="GnBu_r", aspect="auto", norm=LogNorm(vmin=low, vmax=high))
     ax.set_xticks(range(len(words)), labels=literal(words), rotation=45, ha="right")
-    ax.set_yticks(range(len(rows)), labels=literal(rows))
+    labels = [r if converged is None or converged[o] else f"{r} (not converged)" for o, r in enumerate(rows)]
+    ax.set_yticks(range(len(rows)), labels=literal(labels))
+    marked = 0
+    if relative_error is not None:
+        for o, k in zip(*np.nonzero(~(relative_error <= WIDE) & ~np.isnan(relative_error))):
+            ax.text(k, o, "!", ha="center", va="center", color="#b2182b", fontweight="bold")
+            marked += 1
     ax.set_title(literal([title])[0])
     fig.colorbar(image, ax=ax, label=COLORBAR_LABEL)
+    note = range_note((low, high)) + (f"; ! = standard error over {WIDE:.0%} of sigma" if marked else "")
+    ax.set_xlabel(note, fontsize=8)
     if path is not None:
         save_figure(fig, path)
     return fig
