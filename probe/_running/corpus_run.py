@@ -25,6 +25,12 @@ from .._results.sweep import Sweep
 from ..errors import InputError
 
 
+CORPUS_TOL = 0.05
+"""The per-sentence precision (``tol``) ``probe.corpus`` solves at unless told: a corpus figure is a
+mean over many sentences, whose independent errors shrink in it, so each sentence needs less
+precision than its own plot (``tol=0.02``); ``benchmarks/bench_corpus_default.py`` measures both."""
+
+
 def encode(model: nn.Module, tokenizer, texts: Sequence[str]):
     """Model inputs for ``texts`` as one padded batch: a HuggingFace model takes the tokenizer's whole
     output (ids, attention mask, token types), any other module the ``input_ids`` tensor alone."""
@@ -72,7 +78,9 @@ def corpus(
     Sentences are batched by similar length, ``batch_size`` at a time; results come back in the
     order of ``sentences``. ``shard=(rank, world)`` solves only that rank's batches (every
     ``world``-th); ``CorpusResult.merge`` joins the shards into exactly the result of one process.
-    Solver settings (``samples``, ``max_steps``, ...) are keywords.
+    Solver settings (``samples``, ``max_steps``, ...) are keywords. Each sentence is solved to
+    ``tol=CORPUS_TOL`` (0.05), enough for the corpus means; pass ``tol=0.02`` for sentences whose own
+    plots must be precise. ``settings["precision"]`` of the result says which was used.
 
     >>> result = probe.corpus(model, ["encoder.layer.0", "encoder.layer.5"], ["a fine film", "a dull film"], tokenizer=tokenizer, samples=4, max_steps=2)
     >>> len(result), result.layers
@@ -86,7 +94,9 @@ def corpus(
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
     shard = _check_shard(shard, len(texts), batch_size)
-    settings = {**settings_from(solver, SolverSettings).as_metadata(), "seed": str(seed), "batch_size": str(batch_size)}
+    precision = "per-sentence tol given" if "tol" in solver else f"corpus default: per-sentence tol {CORPUS_TOL}, for corpus means"
+    solver = {"tol": CORPUS_TOL, **solver}
+    settings = {**settings_from(solver, SolverSettings).as_metadata(), "seed": str(seed), "batch_size": str(batch_size), "precision": precision}
     tokenizer = tokenizer if tokenizer is not None else tokenizer_beside(model)
     if tokenizer is None:
         raise InputError("the model has no tokenizer beside it; pass tokenizer= (e.g. AutoTokenizer.from_pretrained(folder, trust_remote_code=False))")

@@ -18,6 +18,11 @@ from .._method.settings import SolverSettings
 from .._results.timeseries import TimeSeries
 from ..errors import InputError, ProbeFileNotFoundError
 
+RECORD_TOL = 0.05
+"""The per-record precision (``tol``) unless told: a trend over training compares records many steps
+apart, whose changes are larger than a 5% standard error, so a record needs less precision than a
+figure in a paper (``tol=0.02``) and costs about half as much (``benchmarks/bench_callback.py``)."""
+
 _CORPUS_BATCH = 64
 """Corpus sentences per padded forward pass when the regularization is recomputed."""
 
@@ -36,8 +41,9 @@ class SnapshotCallback(TrainerCallback):
     the first record) and so is the noise (``seed``), so steps compare. ``corpus`` (sentences)
     recomputes the regularization at every record; without it the seed's self-normalisation is used.
     ``select`` and solver settings (``samples``, ``max_steps``, ...) are passed to ``probe.attach``
-    and ``explain``. Only the main process records. When training resumes from a checkpoint, the
-    series in ``path`` continues from that step.
+    and ``explain``; each record is solved to ``tol=RECORD_TOL`` (0.05) unless ``tol`` is given.
+    Only the main process records. When training resumes from a checkpoint, the series in ``path``
+    continues from that step.
 
     >>> cb = SnapshotCallback(["the film was great", "a dull plot"], ["bert.encoder.layer.0", "bert.encoder.layer.1"],
     ...                       tmp / "timestamps.safetensors", tokenizer=tokenizer, every_n_steps=50)
@@ -100,7 +106,7 @@ class SnapshotCallback(TrainerCallback):
         self.scale = scale
         self.rate = rate
         self.seed = seed
-        self.solver = solver
+        self.solver = {"tol": RECORD_TOL, **solver}
         self.series: TimeSeries | None = None
         """What was recorded so far; None before the first record."""
 
