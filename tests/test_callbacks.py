@@ -121,7 +121,7 @@ def test_corpus_regularization_and_resuming_a_recorded_series(tokenizer, tmp_pat
     assert first.series.scale == pytest.approx(10 * float(perturbed.std()), rel=0.15), "10 x the std of the perturbed tensor"
     with probe.attach(model, LAYERS[0]) as p:
         regularization = p.regularization([tokenizer(corpus, padding=True, return_tensors="pt")])
-    expected = probe.snapshot(model, tokenizer(PROBES[0], return_tensors="pt"), LAYERS[0], regularization=regularization, scale=first.series.scale, **SOLVER)
+    expected = probe.snapshot(model, tokenizer(PROBES[0], return_tensors="pt"), LAYERS[0], regularization=regularization, scale=first.series.scale, **first.solver)
     assert torch.equal(first.series.sigma[0][-1, 0], expected.sigma)
 
     resumed = SnapshotCallback(PROBES[0], LAYERS[0], path, every_n_steps=2, at_start=False, tokenizer=tokenizer)

@@ -159,3 +159,13 @@ def test_a_long_input_stays_within_the_memory_budget():
     growth = json.loads(done.stdout.strip().splitlines()[-1])["growth"]
     assert growth <= 1.25 * budget, f"peak growth {growth / 2**20:.0f} MiB over a {budget / 2**20:.0f} MiB budget"
     assert growth > 0.2 * budget  # the budget is used, not a tiny pass that proves nothing
+
+
+def test_a_training_record_defaults_to_the_trend_precision_and_a_given_tol_wins(tmp_path):
+    from probe.callbacks import SnapshotCallback
+    from probe.callbacks._trainer import RECORD_TOL
+
+    default = SnapshotCallback("a fine film", "encoder.layer.0", tmp_path / "a.safetensors", every_n_steps=10)
+    given = SnapshotCallback("a fine film", "encoder.layer.0", tmp_path / "b.safetensors", every_n_steps=10, tol=0.01, samples=8)
+    assert default.solver == {"tol": RECORD_TOL} and RECORD_TOL > probe.SolverSettings().tol
+    assert given.solver == {"tol": 0.01, "samples": 8}
