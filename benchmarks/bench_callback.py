@@ -8,7 +8,8 @@ encoder layers, one record before the first step and one every N steps. It also 
 run ends with the same weights. Then one record alone is timed (median of ``--repeats``) at the
 callback's default precision and at ``tol=0.02``, against one training step (the difference between
 training ``--steps`` and 4 steps, over the steps between: the Trainer's setup left out), which
-gives the overhead of recording every 100 steps.
+gives the overhead of recording every 100 steps. Seconds are this process's CPU time
+(``time.process_time``; one thread), which other jobs on a shared machine do not inflate.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_callback.py [--size minilm] [--steps 30] [--repeats 3] [--every 10]
 """
@@ -86,9 +87,9 @@ def run(tokenizer, data, steps: int, every: int | None, folder: Path, size: str)
     )
     trainer = Trainer(model=model, args=args, train_dataset=data, callbacks=callbacks)
     trainer.remove_callback(PrinterCallback)
-    start = time.perf_counter()
+    start = time.process_time()
     trainer.train()
-    return time.perf_counter() - start, {k: v.clone() for k, v in model.state_dict().items()}
+    return time.process_time() - start, {k: v.clone() for k, v in model.state_dict().items()}
 
 
 def record_seconds(tokenizer, folder: Path, size: str, repeats: int, **solver) -> float:
@@ -97,9 +98,9 @@ def record_seconds(tokenizer, folder: Path, size: str, repeats: int, **solver) -
     callback = SnapshotCallback(PROBES, layers(size), folder / "alone.safetensors", tokenizer=tokenizer, every_n_steps=1, scale=2.0, **solver)
     seconds = []
     for step in range(repeats + 1):  # the first is a warm-up
-        start = time.perf_counter()
+        start = time.process_time()
         callback._record(model, SimpleNamespace(global_step=step, epoch=0.0))
-        seconds.append(time.perf_counter() - start)
+        seconds.append(time.process_time() - start)
     return statistics.median(seconds[1:])
 
 

@@ -3,7 +3,8 @@
 The solver computes every row of a batch at the batch's padded length, so a short sentence beside a
 long one costs as much as the long one. ``explain_batch`` therefore solves the sentences in buckets:
 sorted by length and cut wherever the bucket's padding would exceed ``PADDING_ALLOWED`` of its real
-tokens, and each bucket's inputs are trimmed to the columns its sentences use. A sentence's noise
+tokens (on a CPU: wherever the length changes), and each bucket's inputs are trimmed to the columns
+its sentences use. A sentence's noise
 depends on the sentence alone, so its result does not change: it only stops paying for others.
 """
 
@@ -15,9 +16,12 @@ import torch
 
 from .clean_pass import CleanPass, clean_pass
 
-PADDING_ALLOWED = 1.25
+PADDING_ALLOWED = 1.0
 """Largest ratio of a bucket's padded tokens to its real tokens; one more sentence that would
-exceed it starts a new bucket."""
+exceed it starts a new bucket. On one CPU thread a padded token costs as much as a real one and a
+larger batch saves almost nothing (``benchmarks/bench_batch.py``: 8 sentences of 5-16 tokens took
+0.67 s per sentence in buckets padded up to 1.25x, 0.54 s one at a time), so only sentences of
+equal length share a pass."""
 
 
 def buckets(lengths: Sequence[int]) -> list[list[int]]:
@@ -25,7 +29,7 @@ def buckets(lengths: Sequence[int]) -> list[list[int]]:
     ``PADDING_ALLOWED``.
 
     >>> buckets([5, 30, 6, 29, 5])
-    [[0, 4, 2], [3, 1]]
+    [[0, 4], [2], [3], [1]]
     """
     order = sorted(range(len(lengths)), key=lambda i: (lengths[i], i))
     groups: list[list[int]] = []
