@@ -22,18 +22,10 @@ from unittest import mock
 import torch
 
 import probe
-from _reference import SEED_SENTENCE, minilm_case
+from _reference import minilm_case
+from bench_attach import BATCH
 
-SHORT = [
-    SEED_SENTENCE,
-    "a fine film with a weak ending.",
-    "the acting is wonderful but the story drags on far too long.",
-    "i laughed.",
-    "nothing in this movie works, from the script to the music.",
-    "an honest, moving portrait of a family.",
-    "the sequel is louder and dumber than the original.",
-    "slow, careful and quietly brilliant.",
-]
+SHORT = BATCH
 LONG = [*SHORT[:5], f"{SHORT[5]} {SHORT[2]}", f"{SHORT[6]} {SHORT[4]}", f"{SHORT[7]} {SHORT[0]}"]
 
 
