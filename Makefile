@@ -5,7 +5,7 @@ PY := $(VENV)/bin/python
 export HF_HUB_OFFLINE := 1
 export TRANSFORMERS_OFFLINE := 1
 
-.PHONY: test demo bench clean
+.PHONY: test demo docs bench clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -19,6 +19,9 @@ test: $(VENV)/.installed
 demo: $(VENV)/.installed
 	$(VENV)/bin/probe demo --out out
 
+docs: $(VENV)/.installed
+	$(PY) -m mkdocs build --site-dir site
+
 bench: $(VENV)/.installed
 	$(PY) benchmarks/bench_engine.py
 	$(PY) benchmarks/bench_solver.py
@@ -30,7 +33,8 @@ bench: $(VENV)/.installed
 	OMP_NUM_THREADS=1 $(PY) benchmarks/bench_length.py
 	OMP_NUM_THREADS=1 $(PY) benchmarks/bench_sweep.py
 	$(PY) benchmarks/bench_callback.py
+	OMP_NUM_THREADS=1 $(PY) benchmarks/bench_tensorboard.py
 	$(PY) benchmarks/soak.py
 
 clean:
-	rm -rf $(VENV) out build *.egg-info
+	rm -rf $(VENV) out build site *.egg-info

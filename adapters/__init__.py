@@ -11,6 +11,9 @@ the attached layers, and uses the first that does; ``generic`` matches everythin
             return isinstance(model, MyModel)
 
     probe.adapters.register(MyAdapter)
+
+A wrapped model (PEFT, SentenceTransformer, compiled, DataParallel) is read through its wrapper:
+the adapter is chosen for the model inside (see ``wrappers``; add a wrapper with ``register_wrapper``).
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from .generic import Adapter
 from .hf import HFAdapter
 from .lstm import LSTMAdapter
 from .transformer import TransformerAdapter
+from .wrappers import register_wrapper
 
 _REGISTRY: dict[str, type[Adapter]] = {}
 
@@ -76,4 +80,4 @@ def choose(model: nn.Module, layers: Sequence[nn.Module], name: str | None = Non
 for _adapter in (Adapter, CNNAdapter, TransformerAdapter, LSTMAdapter, HFAdapter, BertAdapter):
     register(_adapter)
 
-__all__ = ["Adapter", "BertAdapter", "CNNAdapter", "HFAdapter", "LSTMAdapter", "TransformerAdapter", "available", "choose", "register"]
+__all__ = ["Adapter", "BertAdapter", "CNNAdapter", "HFAdapter", "LSTMAdapter", "TransformerAdapter", "available", "choose", "register", "register_wrapper"]

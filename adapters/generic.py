@@ -30,6 +30,8 @@ class Adapter:
     def __init__(self, model: nn.Module, layers: Sequence[nn.Module]) -> None:
         self.model = model
         self.layers = list(layers)
+        self.called = model
+        """The module probe calls: ``model``, or a wrapper around it when an attached layer lies outside it."""
 
     @classmethod
     def matches(cls, model: nn.Module, layers: Sequence[nn.Module]) -> bool:

@@ -32,6 +32,12 @@ def _is_transformer(model: nn.Module) -> bool:
     return isinstance(model, PreTrainedModel)
 
 
+def _takes_positions(module: nn.Module, loosely: bool) -> bool:
+    """Whether ``module.forward`` takes ``position_ids`` (loosely: or any keyword, to pass on)."""
+    parameters = inspect.signature(module.forward).parameters
+    return "position_ids" in parameters or (loosely and any(p.kind is p.VAR_KEYWORD for p in parameters.values()))
+
+
 def _left_padded(mask: torch.Tensor) -> bool:
     """Whether any sentence of the [batch, tokens] mask has padding before a real token."""
     mask = mask.bool()
@@ -87,14 +93,23 @@ class HFAdapter(Adapter):
             return inputs
         if self._positions_from_ids():
             return inputs
-        if "position_ids" in inspect.signature(self.model.forward).parameters:
+        if self._refusing_positions() is None:
             return {**inputs, "position_ids": (mask.long().cumsum(1) - 1).clamp_min(0)}
         if self._absolute_positions():
             warn(
-                f"{type(self.model).__name__} takes no position_ids, so left padding shifts its learned positions and a "
+                f"{self._refusing_positions()} takes no position_ids, so left padding shifts its learned positions and a "
                 "sentence's result depends on its padding; pad on the right (tokenizer.padding_side = 'right')"
             )
         return inputs
+
+    def _refusing_positions(self) -> str | None:
+        """The class name of the model, or of the wrapper probe calls, that takes no ``position_ids``
+        (a wrapper may pass them on among its ``**kwargs`` or its one dict); None when they reach the model."""
+        if not _takes_positions(self.model, loosely=False):
+            return type(self.model).__name__
+        if self.called is not self.model and not _takes_positions(self.called, loosely=True):
+            return type(self.called).__name__
+        return None
 
     def _positions_from_ids(self) -> bool:
         """RoBERTa, XLM-R, MPNet: positions counted from the ids past the padding index, which left

@@ -21,14 +21,13 @@ import statistics
 import tempfile
 import time
 from pathlib import Path
-from types import SimpleNamespace
 
 import torch
 from transformers import BertConfig, BertForSequenceClassification, PrinterCallback, Trainer, TrainingArguments
 from transformers.utils import logging as hf_logging
 
 from probe.callbacks import SnapshotCallback
-from probe.callbacks._trainer import RECORD_TOL
+from probe.callbacks._recorder import RECORD_TOL
 
 WORDS = "the a film movie plot story acting was is really quite very and it this great good superb awful bad dull".split()
 PROBES = ["the film was really great", "a very dull plot and the acting"]
@@ -99,7 +98,7 @@ def record_seconds(tokenizer, folder: Path, size: str, repeats: int, **solver) -
     seconds = []
     for step in range(repeats + 1):  # the first is a warm-up
         start = time.process_time()
-        callback._record(model, SimpleNamespace(global_step=step, epoch=0.0))
+        callback._record(model, step, 0.0)
         seconds.append(time.process_time() - start)
     return statistics.median(seconds[1:])
 

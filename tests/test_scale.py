@@ -163,7 +163,7 @@ def test_a_long_input_stays_within_the_memory_budget():
 
 def test_a_training_record_defaults_to_the_trend_precision_and_a_given_tol_wins(tmp_path):
     from probe.callbacks import SnapshotCallback
-    from probe.callbacks._trainer import RECORD_TOL
+    from probe.callbacks._recorder import RECORD_TOL
 
     default = SnapshotCallback("a fine film", "encoder.layer.0", tmp_path / "a.safetensors", every_n_steps=10)
     given = SnapshotCallback("a fine film", "encoder.layer.0", tmp_path / "b.safetensors", every_n_steps=10, tol=0.01, samples=8)

@@ -27,7 +27,8 @@ from .._method.solver import solve
 from .._results.sweep import Sweep
 from .._results.words import tokenizer_word_ids
 from ..adapters import choose
-from ..errors import InputError, LayerError, close_matches
+from ..errors import InputError, LayerError
+from .wrappers import held, refuse_quantized, warn_if_unsure
 
 
 class attach:
@@ -40,6 +41,8 @@ class attach:
     an {id: word} dict); found next to a HuggingFace model when omitted. ``call`` picks
     which call of a module that runs several times per forward pass to explain (0-based, -1 the
     last): one int for every attached layer, a list with one entry per layer, or {name: k}.
+    A wrapped model (PEFT, SentenceTransformer, compiled, DataParallel) is explained exactly as the
+    model inside, whose own layer names work too (``probe.adapters.register_wrapper`` adds a wrapper).
 
     >>> with probe.attach(model, "encoder.layer.2") as p:
     ...     exp = p.explain(tokenizer("a fine film", return_tensors="pt"), samples=4, max_steps=2)
@@ -78,18 +81,19 @@ class attach:
         for option, value in (("embedding", embedding), ("adapter", adapter)):
             if value is not None and not isinstance(value, str):
                 raise InputError(f"{option} must be a name (a string), got {type(value).__name__}")
-        modules = dict(model.named_modules())
-        for name in names + ([embedding] if embedding is not None else []):
-            if name not in modules:
-                raise LayerError(f"the model has no submodule {name!r}{close_matches(name, modules)} (list them with `probe layers MODEL`)")
+        self._held = held(model, names + ([embedding] if embedding is not None else []))
+        modules = self._held.modules
         self.model = model
         layer_modules = [modules[n] for n in names]
         scripted = [n for n in names + ([embedding] if embedding else []) if isinstance(modules[n], torch.jit.ScriptModule)]
         if scripted:
             raise LayerError(f"module(s) {scripted} are TorchScript, which takes no hooks; build them from their Python class and load their weights")
-        self.adapter = choose(model, layer_modules, adapter)
+        refuse_quantized(model)
+        self.adapter = choose(self._held.model, layer_modules, adapter)
+        self.adapter.called = self._held.run
+        warn_if_unsure(self._held, self.adapter, forced=adapter is not None, embedding_given=embedding is not None)
         chosen = modules[embedding] if embedding is not None else self.adapter.embedding()
-        self._runner = HookRunner(model, names, layer_modules, chosen, self.adapter, select, calls_per_layer(call, names))
+        self._runner = HookRunner(self._held.run, names, layer_modules, chosen, self.adapter, select, calls_per_layer(call, names), call=self._held.call)
         self._tokenizer = as_tokenizer(tokenizer) if tokenizer is not None else tokenizer_beside(model)
         self._scale: float | None = None
 
@@ -191,7 +195,7 @@ class attach:
                     for b, s in zip(rows, found):
                         solutions[b] = s
             flag_ceiling(solutions, self._runner.names, scale)
-        meta = {**settings.as_metadata(), "seed": str(seed), "adapter": self.adapter.name, "model": model_name(self.model)}
+        meta = {**settings.as_metadata(), "seed": str(seed), "adapter": self.adapter.name, "wrapper": self._held.wrapper, "model": model_name(self.model)}
         # noise_seed: the sentence's own noise stream; probe.explain(..., seed=noise_seed) draws the same noise
         return [self._result(solutions[b], sentence_words[b], word_ids[b], clean, regs, scale, rate, {**meta, "noise_seed": str(noise_seeds[b])}) for b in range(count)]
 

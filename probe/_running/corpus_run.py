@@ -19,6 +19,7 @@ from tqdm.auto import tqdm
 from .attach import attach
 from .._results.corpus import CorpusResult
 from .._utils.checks import check_seed, settings_from
+from ..adapters.wrappers import unwrap
 from .model_state import tokenizer_beside
 from .._method.settings import SolverSettings
 from .._results.sweep import Sweep
@@ -32,11 +33,13 @@ precision than its own plot (``tol=0.02``); ``benchmarks/bench_corpus_default.py
 
 
 def encode(model: nn.Module, tokenizer, texts: Sequence[str]):
-    """Model inputs for ``texts`` as one padded batch: a HuggingFace model takes the tokenizer's whole
-    output (ids, attention mask, token types), any other module the ``input_ids`` tensor alone."""
+    """Model inputs for ``texts`` as one padded batch: a HuggingFace model (or a wrapper of one: PEFT,
+    SentenceTransformer, compiled, parallel) takes the tokenizer's whole output (ids, attention mask,
+    token types), any other module the ``input_ids`` tensor alone."""
     encoded = tokenizer(list(texts), return_tensors="pt", padding=True, truncation=True)
     transformers = sys.modules.get("transformers")  # a HuggingFace model has imported it already
-    return encoded if transformers is not None and isinstance(model, transformers.PreTrainedModel) else encoded["input_ids"]
+    inner = unwrap(model)[-1][0]
+    return encoded if transformers is not None and isinstance(inner, transformers.PreTrainedModel) else encoded["input_ids"]
 
 
 def _batches(lengths: Sequence[int], batch_size: int, shard: tuple[int, int] | None = None) -> list[list[int]]:
@@ -130,7 +133,7 @@ def corpus(
         width=first.width,
         convergence=torch.tensor([[e.converged for e in s.values()] for s in sweeps], dtype=torch.bool).T,
         steps=torch.tensor([[e.steps for e in s.values()] for s in sweeps], dtype=torch.int64).T,
-        settings={**settings, "adapter": first.settings.get("adapter", "")},
+        settings={**settings, "adapter": first.settings.get("adapter", ""), "wrapper": first.settings.get("wrapper", "none")},
     )
 
 

@@ -41,8 +41,10 @@ class HookRunner:
     or None: the layer must run once.
     """
 
-    def __init__(self, model: nn.Module, names: Sequence[str], layers: Sequence[nn.Module], embedding: nn.Module | None, adapter, select: Select | None, calls: Sequence[int | None] | None = None) -> None:
+    def __init__(self, model: nn.Module, names: Sequence[str], layers: Sequence[nn.Module], embedding: nn.Module | None, adapter, select: Select | None, calls: Sequence[int | None] | None = None, call: Callable | None = None) -> None:
         self.model = model
+        self.call = call if call is not None else (lambda inputs: call_model(model, inputs))
+        """How one forward pass is made from the inputs (a wrapped model's own way, see ``wrappers``)."""
         self.names = list(names)
         self.layers = list(layers)
         self.embedding = embedding
@@ -114,7 +116,7 @@ class HookRunner:
         self._owner = threading.get_ident()
         try:
             with _without_fastpath():
-                _call(self.model, inputs)
+                self.call(inputs)
         except _StopForward:
             pass
         except ProbeError:
@@ -173,10 +175,12 @@ class HookRunner:
         if 0 in first.shape[:2]:
             raise InputError(f"the input holds {first.shape[0]} sentences of {first.shape[1]} tokens (empty text?); explain at least one sentence of at least one token")
         self._tokens = first.shape[1]
-        self._embedded = (output, embedding_input)
-        if self._replacement is None:
+        if self._replacement is None:  # kept as produced: the model may change its output in place later
+            self._embedded = (output.detach().clone(), embedding_input)
             return None
-        return self.adapter.embedding_from_batch_first(self._replacement.to(output.dtype))
+        self._embedded = (output, embedding_input)
+        # a copy: a model that changes the embedding output in place must not change the solver's tensor
+        return self.adapter.embedding_from_batch_first(self._replacement.to(output.dtype, copy=True))
 
     def _on_layout(self, module: nn.Module, args) -> None:
         """The clean pass's first layout module shows the adapter what it received."""
@@ -203,9 +207,11 @@ class HookRunner:
             value = self._selected(name, self.adapter.output(module, output, self._tokens))
             if not isinstance(value, torch.Tensor) or not value.is_floating_point():
                 raise LayerError(f"layer {name!r} gives {describe(value)}, not a float tensor; pass select= to pick a tensor from it")
+            # a noisy pass stops at its last needed output: only what runs after a capture can change it
+            stops = not self._clean and all(self._seen[n] for n in self._needed if n != name)
             # one number per sentence (a neuron, a logit) is a state of one feature
-            self._seen[name].append(_for_solver(value[:, None] if value.ndim == 1 else value))
-            if not self._clean and all(self._seen[n] for n in self._needed):
+            self._seen[name].append(_captured(value[:, None] if value.ndim == 1 else value, copy=not stops))
+            if stops:
                 raise _StopForward
             return None
 
@@ -224,6 +230,15 @@ class HookRunner:
 def _for_solver(value: torch.Tensor) -> torch.Tensor:
     """A half precision tensor as float32 (differentiably): the solver's arithmetic is float32 or better."""
     return value.float() if value.dtype in _HALF else value
+
+
+def _captured(value: torch.Tensor, copy: bool) -> torch.Tensor:
+    """A layer's output as it is when produced, for the solver: a copy (differentiable) when more of
+    the pass runs after it, so that an in-place operation later (``ReLU(inplace=True)``, a residual
+    ``+=``) cannot change it."""
+    if value.dtype in _HALF:
+        return value.float()
+    return value.clone() if copy else value
 
 
 _FASTPATH_LOCK = threading.Lock()
@@ -249,7 +264,8 @@ def _without_fastpath():
                 torch.backends.mha.set_fastpath_enabled(_FASTPATH_USERS[1])
 
 
-def _call(model: nn.Module, inputs):
+def call_model(model: nn.Module, inputs):
+    """The model called as the README says: a mapping as keywords, a tuple as positional arguments."""
     if isinstance(inputs, Mapping):
         return model(**inputs)
     if isinstance(inputs, tuple):

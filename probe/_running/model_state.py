@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..adapters.wrappers import unwrap
 from ..errors import InputError
 
 _RUNNING: weakref.WeakSet[nn.Module] = weakref.WeakSet()
@@ -101,7 +102,14 @@ def check_loaded(model: nn.Module) -> None:
 
 
 def tokenizer_beside(model: nn.Module):
-    """The tokenizer saved in a HuggingFace model's folder, or None. Runs no code from the folder."""
+    """The tokenizer a wrapper keeps (a SentenceTransformer's), else the one saved in the folder of
+    the HuggingFace model inside, or None. Runs no code from the folder."""
+    levels = [level for level, _ in unwrap(model)]
+    for level in levels[:-1]:
+        kept = getattr(level, "tokenizer", None)
+        if callable(getattr(kept, "convert_ids_to_tokens", None)):
+            return kept
+    model = levels[-1]
     path = getattr(getattr(model, "config", None), "_name_or_path", None) or getattr(model, "name_or_path", None)
     if not path or not os.path.isdir(str(path)):
         return None
@@ -143,7 +151,9 @@ def as_tokenizer(tokenizer):
 
 
 def model_name(model: nn.Module) -> str:
-    """What the result calls the model: its folder's name for a saved HuggingFace model, else its class."""
+    """What the result calls the model: its folder's name for a saved HuggingFace model, else its
+    class; for a wrapped model, the model inside."""
+    model = unwrap(model)[-1][0]
     path = str(getattr(getattr(model, "config", None), "_name_or_path", "") or "")
     return os.path.basename(path.rstrip("/\\")) or type(model).__name__
 

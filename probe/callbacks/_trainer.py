@@ -1,33 +1,18 @@
-"""Callbacks that record probe's measures while a model trains: ``SnapshotCallback`` for the HF Trainer.
+"""``SnapshotCallback``: probe's records inside a ``transformers.Trainer``, and in its TensorBoard.
 
 >>> from probe.callbacks import SnapshotCallback
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from pathlib import Path
-
 from transformers import TrainerCallback
 
-from .._running.attach import attach
-from .._utils.checks import check_positive, check_scale_rate, check_seed, settings_from
-from .._running.hooks import Select
-from .._results.load import load
-from .._method.settings import SolverSettings
-from .._results.timeseries import TimeSeries
-from ..errors import InputError, ProbeFileNotFoundError
-
-RECORD_TOL = 0.05
-"""The per-record precision (``tol``) unless told: a trend over training compares records many steps
-apart, whose changes are larger than a 5% standard error, so a record needs less precision than a
-figure in a paper (``tol=0.02``) and costs about half as much (``benchmarks/bench_callback.py``)."""
-
-_CORPUS_BATCH = 64
-"""Corpus sentences per padded forward pass when the regularization is recomputed."""
+from ..errors import InputError
+from ._recorder import Recorder
+from ._tensorboard import summary_writer, trainer_log_dir
 
 
-class SnapshotCallback(TrainerCallback):
+class SnapshotCallback(Recorder, TrainerCallback):
     """Explains fixed probe sentences at named layers while a ``transformers.Trainer`` trains, and
     keeps the results as one time series in a safetensors file: the paper's "timestamps" study.
 
@@ -41,9 +26,15 @@ class SnapshotCallback(TrainerCallback):
     the first record) and so is the noise (``seed``), so steps compare. ``corpus`` (sentences)
     recomputes the regularization at every record; without it the seed's self-normalisation is used.
     ``select`` and solver settings (``samples``, ``max_steps``, ...) are passed to ``probe.attach``
-    and ``explain``; each record is solved to ``tol=RECORD_TOL`` (0.05) unless ``tol`` is given.
-    Only the main process records. When training resumes from a checkpoint, the series in ``path``
-    continues from that step.
+    and ``explain``; each record is solved to ``tol=0.05`` unless ``tol`` is given. Only the main
+    process records. When training resumes from a checkpoint, the series in ``path`` continues from
+    that step.
+
+    When the Trainer reports to TensorBoard (``report_to=["tensorboard"]``), each record is also
+    logged into the Trainer's TensorBoard folder at the training step: every sentence's
+    layer-by-word heatmap as an image (``probe/heatmap/sentence_0``, ...) and its information loss at
+    every layer as a scalar (``probe/information_loss/LAYER/sentence_0``, ...); ``tensorboard=False``
+    turns that off.
 
     >>> cb = SnapshotCallback(["the film was great", "a dull plot"], ["bert.encoder.layer.0", "bert.encoder.layer.1"],
     ...                       tmp / "timestamps.safetensors", tokenizer=tokenizer, every_n_steps=50)
@@ -54,62 +45,6 @@ class SnapshotCallback(TrainerCallback):
     ``cb.plot("timestamps.png")``.
     """
 
-    def __init__(
-        self,
-        sentences: str | Sequence[str],
-        layers: str | Sequence[str],
-        path: str | Path,
-        *,
-        tokenizer=None,
-        every_n_steps: int | None = None,
-        on_epoch_end: bool = False,
-        at_start: bool = True,
-        corpus: Sequence[str] | None = None,
-        select: Select | None = None,
-        scale: float | None = None,
-        rate: float = 0.1,
-        seed: int = 0,
-        **solver,
-    ) -> None:
-        self.sentences = [sentences] if isinstance(sentences, str) else list(sentences)
-        if not self.sentences or not all(isinstance(s, str) and s.strip() for s in self.sentences):
-            raise InputError("sentences must be one or more non-empty strings, e.g. ['the film was great']")
-        self.layers = [layers] if isinstance(layers, str) else list(layers)
-        if not self.layers:
-            raise InputError("layers must name at least one module, e.g. 'bert.encoder.layer.0' (list them with `probe layers MODEL`)")
-        if every_n_steps is not None and (isinstance(every_n_steps, bool) or not isinstance(every_n_steps, int) or every_n_steps < 1):
-            raise InputError(f"every_n_steps must be a positive whole number of steps, got {every_n_steps!r}")
-        if every_n_steps is None and not on_epoch_end:
-            raise InputError("SnapshotCallback records nothing: pass every_n_steps=N, on_epoch_end=True, or both")
-        if corpus is not None and (isinstance(corpus, str) or not list(corpus)):
-            raise InputError("corpus must be a list of sentences to compute the regularization from, e.g. corpus=train_texts[:200]")
-        settings_from(solver, SolverSettings)
-        if scale is not None:
-            check_scale_rate(scale, rate)
-        check_positive("rate", rate)
-        check_seed(seed)
-        if select is not None and not callable(select):
-            raise InputError("select must be a function of the layer's output, e.g. select=lambda h: h[:, 0]")
-        if tokenizer is not None and not callable(tokenizer):
-            raise InputError(f"tokenizer must be a tokenizer (callable on text), got {type(tokenizer).__name__}")
-        self.path = Path(path)
-        if self.path.is_dir():
-            raise InputError(f"{str(self.path)!r} is a folder; give a file name such as {str(self.path / 'timestamps.safetensors')!r}")
-        if not self.path.parent.is_dir():
-            raise ProbeFileNotFoundError(f"the folder {str(self.path.parent)!r} does not exist; create it before training")
-        self.tokenizer = tokenizer
-        self.every_n_steps = every_n_steps
-        self.record_epoch_end = on_epoch_end
-        self.at_start = at_start
-        self.corpus = None if corpus is None else list(corpus)
-        self.select = select
-        self.scale = scale
-        self.rate = rate
-        self.seed = seed
-        self.solver = {"tol": RECORD_TOL, **solver}
-        self.series: TimeSeries | None = None
-        """What was recorded so far; None before the first record."""
-
     def on_train_begin(self, args, state, control, model=None, processing_class=None, **kwargs):
         if not state.is_world_process_zero:
             return
@@ -117,59 +52,22 @@ class SnapshotCallback(TrainerCallback):
             if processing_class is None or not callable(processing_class):
                 raise InputError("SnapshotCallback needs a tokenizer for its sentences: pass tokenizer= or give the Trainer processing_class=tokenizer")
             self.tokenizer = processing_class
-        attach(model, self.layers, select=self.select, tokenizer=self.tokenizer)  # a wrong layer name fails now, not at the first record
-        self.series = self._resumed(state.global_step) if state.global_step > 0 else None
-        if self.at_start:
-            self._record(model, state)
+        if self.tensorboard and args is not None and "tensorboard" in (args.report_to or []):
+            self._log_to(summary_writer(trainer_log_dir(args.output_dir)))
+        self._begin(model, state.global_step, state.epoch)
 
     def on_step_end(self, args, state, control, model=None, **kwargs):
-        if state.is_world_process_zero and self.every_n_steps and state.global_step % self.every_n_steps == 0:
-            self._record(model, state)
+        if state.is_world_process_zero and self._due(state.global_step):
+            self._record(model, state.global_step, state.epoch)
 
     def on_epoch_end(self, args, state, control, model=None, **kwargs):
         if state.is_world_process_zero and self.record_epoch_end:
-            self._record(model, state)
+            self._record(model, state.global_step, state.epoch)
 
-    def plot(self, path: str | Path | None = None):
-        """Sigma / scale per word across the recorded steps (dark = kept), one panel per layer and sentence.
-
-        >>> cb = SnapshotCallback("a fine film", "encoder.layer.0", tmp / "t.safetensors", every_n_steps=10)
-        >>> cb.plot(tmp / "timestamps.png")  # doctest: +ELLIPSIS
-        Traceback (most recent call last):
-        probe.errors.InputError: SnapshotCallback has recorded nothing yet; ...
-        """
-        if self.series is None:
-            raise InputError("SnapshotCallback has recorded nothing yet; plot after trainer.train(), or probe.load(path).plot()")
-        return self.series.plot(path)
-
-    def _resumed(self, step: int) -> TimeSeries | None:
-        """The series in ``path`` up to ``step``, when it records these sentences and layers."""
-        if not self.path.is_file():
-            return None
-        found = load(self.path)
-        if not isinstance(found, TimeSeries) or found.sentences != self.sentences or found.layers != self.layers:
-            raise InputError(f"{str(self.path)!r} holds other results than this callback's sentences and layers; resume with the same ones or record into another path")
-        if (self.scale is not None and self.scale != found.scale) or self.rate != found.rate:
-            raise InputError(f"{str(self.path)!r} was recorded at scale {found.scale}, rate {found.rate}; resume with the same scale and rate")
-        return found.until(step)
-
-    def _corpus_batches(self):
-        """The corpus as padded batches of tokenizer outputs, for ``attach.regularization``."""
-        for start in range(0, len(self.corpus), _CORPUS_BATCH):
-            yield self.tokenizer(self.corpus[start : start + _CORPUS_BATCH], padding=True, return_tensors="pt")
-
-    def _record(self, model, state) -> None:
-        if self.series is not None and self.series.steps and self.series.steps[-1] == state.global_step:
-            return  # an epoch end on a step already recorded
-        inputs = self.tokenizer(self.sentences, padding=True, return_tensors="pt")
-        scale = self.series.scale if self.series is not None else self.scale
-        with attach(model, self.layers, select=self.select, tokenizer=self.tokenizer) as p:
-            regularization = None if self.corpus is None else p.regularization(self._corpus_batches())
-            results = p.explain_batch(inputs, regularization=regularization, scale=scale, rate=self.rate, seed=self.seed, **self.solver)
-        if self.series is None:
-            self.series = TimeSeries.like(results, sentences=self.sentences)
-        self.series.append(state.global_step, results, epoch=state.epoch)
-        self.series.save(self.path)
+    def on_train_end(self, args, state, control, **kwargs):
+        if self.log is not None:
+            self.log.writer.close()
+            self._log_to(None)
 
 
 __all__ = ["SnapshotCallback"]
