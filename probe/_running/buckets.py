@@ -4,8 +4,8 @@ The solver computes every row of a batch at the batch's padded length, so a shor
 long one costs as much as the long one. ``explain_batch`` therefore solves the sentences in buckets:
 sorted by length and cut wherever the bucket's padding would exceed ``PADDING_ALLOWED`` of its real
 tokens (on a CPU: wherever the length changes), and each bucket's inputs are trimmed to the columns
-its sentences use. A sentence's noise
-depends on the sentence alone, so its result does not change: it only stops paying for others.
+its sentences use. A sentence's noise depends on the sentence alone, so its result does not change:
+it only stops paying for others.
 """
 
 from __future__ import annotations
