@@ -29,7 +29,9 @@ from ..errors import InputError
 CORPUS_TOL = 0.05
 """The per-sentence precision (``tol``) ``probe.corpus`` solves at unless told: a corpus figure is a
 mean over many sentences, whose independent errors shrink in it, so each sentence needs less
-precision than its own plot (``tol=0.02``); ``benchmarks/bench_corpus_default.py`` measures both."""
+precision than its own plot (``tol=0.02``); ``benchmarks/bench_corpus_default.py`` measures both
+(9 MiniLM sentences, 6 layers: 357x the paper's algorithm, mean loss per layer within 2.88% of
+``tol=0.01``)."""
 
 
 def encode(model: nn.Module, tokenizer, texts: Sequence[str]):
@@ -82,7 +84,8 @@ def corpus(
     order of ``sentences``. ``shard=(rank, world)`` solves only that rank's batches (every
     ``world``-th); ``CorpusResult.merge`` joins the shards into exactly the result of one process.
     Solver settings (``samples``, ``max_steps``, ...) are keywords. Each sentence is solved to
-    ``tol=CORPUS_TOL`` (0.05), enough for the corpus means; pass ``tol=0.02`` for sentences whose own
+    ``tol=CORPUS_TOL`` (0.05), meant for means over many sentences (over 9 MiniLM sentences the mean
+    loss per layer lands within 2.9% of ``tol=0.01``); pass ``tol=0.02`` for sentences whose own
     plots must be precise. ``settings["precision"]`` of the result says which was used.
 
     >>> result = probe.corpus(model, ["encoder.layer.0", "encoder.layer.5"], ["a fine film", "a dull film"], tokenizer=tokenizer, samples=4, max_steps=2)
