@@ -28,6 +28,10 @@ bench: $(VENV)/.installed
 	$(PY) benchmarks/half_precision.py
 	$(PY) benchmarks/bench_attach.py
 	$(PY) benchmarks/bench_corpus.py
+	OMP_NUM_THREADS=1 $(PY) benchmarks/bench_corpus_default.py
+	OMP_NUM_THREADS=1 $(PY) benchmarks/bench_batch.py
+	OMP_NUM_THREADS=1 $(PY) benchmarks/bench_length.py
+	OMP_NUM_THREADS=1 $(PY) benchmarks/bench_sweep.py
 	$(PY) benchmarks/bench_callback.py
 	OMP_NUM_THREADS=1 $(PY) benchmarks/bench_tensorboard.py
 	$(PY) benchmarks/soak.py

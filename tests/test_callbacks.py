@@ -99,7 +99,7 @@ def test_trainer_with_callback_records_the_chosen_steps_and_trains_bit_identical
 
     # the last record is what probe.snapshot_batch says about the trained model
     inputs = tokenizer(PROBES, padding=True, return_tensors="pt")
-    final = probe.snapshot_batch(swept, inputs, LAYERS, scale=1.0, select=lambda h: h[:, 0], tokenizer=tokenizer, **SOLVER)
+    final = probe.snapshot_batch(swept, inputs, LAYERS, scale=1.0, select=lambda h: h[:, 0], tokenizer=tokenizer, **callback.solver)
     for i, sweep in enumerate(final):
         assert torch.equal(series.sigma[i][-1], sweep.sigma)
     assert torch.allclose(series.information_loss[0][-1], final[0].information_loss)
@@ -124,7 +124,7 @@ def test_corpus_regularization_and_resuming_a_recorded_series(tokenizer, tmp_pat
     assert first.series.scale == pytest.approx(10 * float(perturbed.std()), rel=0.15), "10 x the std of the perturbed tensor"
     with probe.attach(model, LAYERS[0]) as p:
         regularization = p.regularization([tokenizer(corpus, padding=True, return_tensors="pt")])
-    expected = probe.snapshot(model, tokenizer(PROBES[0], return_tensors="pt"), LAYERS[0], regularization=regularization, scale=first.series.scale, **SOLVER)
+    expected = probe.snapshot(model, tokenizer(PROBES[0], return_tensors="pt"), LAYERS[0], regularization=regularization, scale=first.series.scale, **first.solver)
     assert torch.equal(first.series.sigma[0][-1, 0], expected.sigma)
 
     resumed = SnapshotCallback(PROBES[0], LAYERS[0], path, every_n_steps=2, at_start=False, tokenizer=tokenizer)

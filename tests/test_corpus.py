@@ -31,8 +31,15 @@ def tiny(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def result(tiny) -> probe.CorpusResult:
+    """On one thread, as the tests that compare with it run (a module fixture is made before the
+    autouse one-thread fixture, and two threads may round a matrix product differently)."""
     _, model, tokenizer = tiny
-    return probe.corpus(model, LAYERS, SENTENCES, tokenizer=tokenizer, batch_size=2, **QUICK)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return probe.corpus(model, LAYERS, SENTENCES, tokenizer=tokenizer, batch_size=2, **QUICK)
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_corpus_measures_are_means_of_the_sentence_results(result, tiny):

@@ -98,7 +98,7 @@ def solve(
         exact_start(forward, x, clean[o], weights[o], o, [t for t in targets if t.output == o], scale, rate, chunk)
     probed = [o for o in range(len(clean)) if o not in small]
     if probed:
-        linear_start(forward, x, token_mask, clean, weights, targets, probed, scale, rate, seeds, settings, 4 * chunk)
+        linear_start(forward, x, token_mask, clean, weights, targets, probed, scale, rate, seeds, settings, chunk)
     for step in range(settings.max_steps):
         active = [t for t in targets if not t.converged]
         if not active:
@@ -115,9 +115,12 @@ def solve(
 
 
 def _chunk_rows(forward: Forward, x: torch.Tensor, outputs: int, memory: int) -> int:
-    """How many rows one backward chunk may hold, from the bytes autograd saves for one row.
+    """How many rows one chunk may hold, from the bytes autograd saves for one row.
 
-    A forward pass without gradients keeps far less, so the linearised start uses four times as many.
+    The linearised start's passes without gradients use as many: one row's transients there (at 512
+    tokens, mostly the attention scores) are less than what a backward pass saves, so the start stays
+    within ``memory`` too (with four times as many, a 512-token MiniLM explain grew memory by 1.68 GiB
+    under the 1 GiB default; with as many, by 0.70 GiB: ``benchmarks/bench_length.py``).
     """
     saved = 0
 

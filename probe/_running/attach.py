@@ -13,6 +13,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from .buckets import bucket_pass, buckets
 from .clean_pass import CleanPass, batch_weightings, batch_weights, clean_pass, sentence_mean
 from .._utils.checks import check_scale_rate, check_seed, check_words, settings_from
 from .hooks import HookRunner, Select
@@ -185,26 +186,37 @@ class attach:
             word_ids = [self._word_ids(inputs, encoding, b, clean.mask[b]) if words is None else None for b in range(count)]
             regs = self._regularizations(regularization, clean.outputs)
             inverses = self._inverses(regs)
-            weights = [batch_weights(self.adapter, out, clean.mask, inverse) for out, inverse in zip(clean.outputs, inverses)]
             weightings = [batch_weightings(self.adapter, out, clean.mask, inverse) for out, inverse in zip(clean.outputs, inverses)]
             noise_seeds = sentence_seeds(seed, clean.x, clean.mask, self.adapter.ids(inputs))
-            with tqdm(total=settings.max_steps, disable=not progress, desc="explain", unit="step") as bar:
-                solutions = solve(
-                    lambda rows, xb, needed: self._runner.run(self.adapter.index(inputs, rows, count), xb, needed)[2],
-                    clean.x,
-                    clean.mask,
-                    clean.outputs,
-                    weights,
-                    scale=scale,
-                    rate=rate,
-                    seeds=noise_seeds,
-                    settings=settings,
-                    progress=lambda step: bar.update(1),
-                )
+            solutions: list = [None] * count
+            groups = buckets(clean.mask.sum(1).tolist())
+            with tqdm(total=settings.max_steps * len(groups), disable=not progress, desc="explain", unit="step") as bar:
+                for rows in groups:
+                    found = self._solve(inputs, clean, rows, regs, inverses, [noise_seeds[b] for b in rows], scale, rate, settings, bar)
+                    for b, s in zip(rows, found):
+                        solutions[b] = s
             flag_ceiling(solutions, self._runner.names, scale)
         meta = {**settings.as_metadata(), "seed": str(seed), "adapter": self.adapter.name, "wrapper": self._held.wrapper, "model": model_name(self.model)}
         # noise_seed: the sentence's own noise stream; probe.explain(..., seed=noise_seed) draws the same noise
         return [self._result(solutions[b], sentence_words[b], word_ids[b], clean, regs, scale, rate, {**meta, "noise_seed": str(noise_seeds[b])}, [w[b] for w in weightings]) for b in range(count)]
+
+    def _solve(self, inputs, clean: CleanPass, rows: list[int], regs, inverses, seeds: list[int], scale: float, rate: float, settings: SolverSettings, bar) -> list:
+        """The solutions of sentences ``rows``, solved together at their own padded length."""
+        inputs, clean = bucket_pass(self._runner, inputs, clean, rows, regs)
+        count = clean.x.shape[0]
+        weights = [batch_weights(self.adapter, out, clean.mask, inverse) for out, inverse in zip(clean.outputs, inverses)]
+        return solve(
+            lambda picked, xb, needed: self._runner.run(self.adapter.index(inputs, picked, count), xb, needed)[2],
+            clean.x,
+            clean.mask,
+            clean.outputs,
+            weights,
+            scale=scale,
+            rate=rate,
+            seeds=seeds,
+            settings=settings,
+            progress=lambda step: bar.update(1),
+        )
 
     def _result(self, solutions, words: list[str], word_ids, clean: CleanPass, regs, scale: float, rate: float, meta: dict, weightings: list[str]):
         calls = self._runner.chosen

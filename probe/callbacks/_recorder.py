@@ -19,6 +19,11 @@ from .._utils.checks import check_positive, check_scale_rate, check_seed, settin
 from ..errors import InputError, ProbeFileNotFoundError
 from ._tensorboard import TensorBoardLog
 
+RECORD_TOL = 0.05
+"""The per-record precision (``tol``) unless told: a trend over training compares records many steps
+apart, whose changes are larger than a 5% standard error, so a record needs less precision than a
+figure in a paper (``tol=0.02``); ``benchmarks/bench_callback.py`` measures what a record costs."""
+
 _CORPUS_BATCH = 64
 """Corpus sentences per padded forward pass when the regularization is recomputed."""
 
@@ -81,7 +86,7 @@ class Recorder:
         self.scale = scale
         self.rate = rate
         self.seed = seed
-        self.solver = solver
+        self.solver = {"tol": RECORD_TOL, **solver}
         self.tensorboard = tensorboard
         self.series: TimeSeries | None = None
         """What was recorded so far; None before the first record."""

@@ -26,8 +26,9 @@ class SnapshotCallback(Recorder, TrainerCallback):
     the first record) and so is the noise (``seed``), so steps compare. ``corpus`` (sentences)
     recomputes the regularization at every record; without it the seed's self-normalisation is used.
     ``select`` and solver settings (``samples``, ``max_steps``, ...) are passed to ``probe.attach``
-    and ``explain``. Only the main process records. When training resumes from a checkpoint, the
-    series in ``path`` continues from that step.
+    and ``explain``; each record is solved to ``tol=0.05`` unless ``tol`` is given. Only the main
+    process records. When training resumes from a checkpoint, the series in ``path`` continues from
+    that step.
 
     When the Trainer reports to TensorBoard (``report_to=["tensorboard"]``), each record is also
     logged into the Trainer's TensorBoard folder at the training step: every sentence's
