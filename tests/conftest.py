@@ -47,6 +47,15 @@ def one_thread():
     torch.set_num_threads(threads)
 
 
+@pytest.fixture(autouse=True)
+def fuzz_in_a_temporary_folder(request, tmp_path, monkeypatch):
+    """The property-based tests run in a temporary folder: relative paths their strategies make
+    ("x.png/", text such as "0" or "ô") land there, never in the checkout. The stray files "0" and
+    "ô" at the project root were Explanations a fuzz case saved under such a name."""
+    if request.module.__name__.startswith("test_fuzz"):
+        monkeypatch.chdir(tmp_path)
+
+
 @pytest.fixture(scope="session")
 def tokenizer():
     """MiniLM's tokenizer alone, for tests that build small models of their own."""

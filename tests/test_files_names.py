@@ -40,7 +40,7 @@ def test_a_name_the_system_refuses_is_a_probe_error(tmp_path):
 def test_saving_through_a_symlink_updates_its_target_and_keeps_the_link(tmp_path):
     (tmp_path / "results").mkdir()
     target = tmp_path / "results" / "real.safetensors"
-    target.write_bytes(b"old")
+    probe.Explanation(sigma=torch.tensor([0.1]), words=["old"], scale=0.5, rate=0.1, width=4).save(target)  # probe replaces only its own kind of file
     link = tmp_path / "latest.safetensors"
     link.symlink_to(os.path.join("results", "real.safetensors"))
     result().save(link)

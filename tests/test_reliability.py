@@ -521,9 +521,10 @@ def test_load_checks_a_sweep_against_its_metadata(tmp_path, change, message):
         probe.load(path)
 
 
-def test_a_plain_forward_in_another_thread_is_untouched_while_explain_runs():
-    """probe's hooks act only for the thread that is explaining: another thread's forward pass of the
-    same model gets the clean output, never the noisy copies or probe's private stop."""
+def test_a_plain_forward_in_another_thread_is_refused_while_explain_runs():
+    """probe holds the model in eval mode while it explains: another thread's forward pass of the
+    same model is refused with a clear error (issue 18), never run in the wrong mode, nor given the
+    noisy copies or probe's private stop; the explanation itself is unaffected."""
     model = toy()
     with torch.no_grad():
         clean = model(IDS)
@@ -551,5 +552,7 @@ def test_a_plain_forward_in_another_thread_is_untouched_while_explain_runs():
     with probe.attach(model, "block", select=hold) as p:
         result = p.explain(IDS, scale=1.0, max_steps=0)
     thread.join(20)
-    assert len(seen) == 1 and isinstance(seen[0], torch.Tensor), seen
-    assert torch.equal(seen[0], clean) and result.sigma.shape == (IDS.shape[1],)
+    assert len(seen) == 1 and isinstance(seen[0], probe.ProbeError) and "another thread" in str(seen[0]), seen
+    assert result.sigma.shape == (IDS.shape[1],)
+    with torch.no_grad():
+        assert torch.equal(model(IDS), clean)

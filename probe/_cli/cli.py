@@ -16,10 +16,13 @@ loaded. Progress bars go to stderr (``--no-progress`` turns them off).
 
 from __future__ import annotations
 
+import os
 import sys
 import warnings
 from collections.abc import Sequence
 
+from .._utils.memory import ADVICE, out_of_memory
+from .._utils.text import one_line
 from ..errors import ProbeError
 from .commands import say
 from .parser import _check_early, _parser
@@ -34,15 +37,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     0
     """
     args = _parser().parse_args(argv)
+    name = f"probe {args.command}"
     try:
         with warnings.catch_warnings():
             warnings.showwarning = lambda message, *_, **__: say(f"probe {args.command}: warning: {message}", sys.stderr)
             _check_early(args)
             args.run(args)
+    except BrokenPipeError:  # `probe show x | head`: the reader has all it wanted
+        _quiet_stdout()
+        say(f"{name}: stopped: the output was closed (broken pipe)", sys.stderr)
+        return 141
     except (ProbeError, OSError) as err:
         if args.debug:
             raise
-        say(f"probe {args.command}: error: {_message(err)}", sys.stderr)
+        say(f"{name}: error: {_message(err)}", sys.stderr)
         return 2
     except KeyboardInterrupt:
         say(f"probe {args.command}: interrupted", sys.stderr)
@@ -50,6 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except Exception as err:  # not the user's mistake: say it is a bug, in one line, and how to report it
         if args.debug:
             raise
+        if out_of_memory(err):
+            say(f"{name}: error: out of memory ({type(err).__name__}: {one_line(str(err), 120)}); {ADVICE}", sys.stderr)
+            return 2
         say(
             f"probe {args.command}: internal error (a bug in probe, not in your input): {type(err).__name__}: {_message(err)[:200]}; "
             "please report it with the output of the same command run with --debug",
@@ -57,6 +68,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         return 1
     return 0
+
+
+def _quiet_stdout() -> None:
+    """Points stdout at the null device, so Python's flush at exit does not fail on the closed pipe."""
+    try:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    except (OSError, ValueError, AttributeError):  # stdout is no real file (a test's StringIO)
+        pass
 
 
 def _message(err: BaseException) -> str:

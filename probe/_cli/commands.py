@@ -16,17 +16,25 @@ from .._running.corpus_run import encode
 from .._running.distributed import device, run_corpus, world
 from .._running.load_model import load_model, load_tokenizer
 from .._running.module_tree import module_tree, output_shapes
+from .._running.truncation import warn_truncated
+from .._utils.text import visible
 from .._views.compare import compare
 from ..errors import InputError, ProbeFileNotFoundError
+from .outputs import check_outputs, numbered
 
 DEMO_SENTENCE = "rare bird has more than enough charm to make it memorable."
 REGULARIZATION_BATCH = 16
+MAX_LINE = 100_000
+"""The longest line (characters) of a sentence file: a sentence, not a book; a model reads a few hundred tokens."""
 
 
 def say(text: str, stream=None) -> None:
-    """Prints ``text``, with characters the terminal's encoding cannot show replaced (never an error)."""
+    """Prints ``text`` with every control character but the newline shown as its escape (a word
+    from a file cannot drive the terminal), and characters the terminal's encoding cannot show
+    replaced (never an error)."""
     stream = stream or sys.stdout
     encoding = getattr(stream, "encoding", None) or "utf-8"
+    text = visible(text, keep_newlines=True)
     print(text.encode(encoding, errors="replace").decode(encoding, errors="replace"), file=stream)
 
 
@@ -55,15 +63,21 @@ def _quiet_transformers() -> None:
 
 
 def _read_lines(path: str) -> list[str]:
-    """The non-empty lines of a text file, stripped."""
+    """The non-empty lines of a text file, stripped; a line longer than ``MAX_LINE`` characters is
+    refused as soon as it is read, before it costs memory or time."""
     file = Path(path)
     if not file.is_file():
         raise ProbeFileNotFoundError(f"no file {path!r}; give a text file with one sentence per line")
+    lines = []
     try:
-        text = file.read_text(encoding="utf-8")
+        with open(file, encoding="utf-8", newline=None) as f:
+            for number, line in enumerate(iter(lambda: f.readline(MAX_LINE + 1), ""), 1):
+                if len(line) > MAX_LINE:
+                    raise InputError(f"line {number} of {path!r} is longer than {MAX_LINE} characters; write one sentence per line")
+                lines.append(line)
     except UnicodeDecodeError:
         raise InputError(f"{path!r} is not UTF-8 text; give a text file with one sentence per line") from None
-    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    lines = [line.strip() for line in "".join(lines).splitlines() if line.strip()]
     if not lines:
         raise InputError(f"{path!r} has no sentences; write one sentence per line")
     return lines
@@ -92,16 +106,12 @@ def cmd_layers(args) -> None:
     say(module_tree(model, outputs))
 
 
-def _numbered(path: str, i: int, count: int) -> Path:
-    """``path`` for one sentence, or ``stem-i.suffix`` for sentence ``i`` of several."""
-    p = Path(path)
-    return p if count == 1 else p.with_name(f"{p.stem}-{i}{p.suffix}")
-
-
 def cmd_explain(args) -> None:
     texts = [args.text] if args.text is not None else _read_lines(args.file)
     corpus = _read_lines(args.corpus) if args.corpus else None
+    check_outputs(args, len(texts))
     model, tokenizer = _load(args, runs=True)
+    warn_truncated(tokenizer, texts)
     progress = not args.no_progress
     layers = args.layer[0] if len(args.layer) == 1 else args.layer
     with attach(model, layers, tokenizer=tokenizer) as p:
@@ -111,11 +121,11 @@ def cmd_explain(args) -> None:
             result = result.by_word() if args.by_word else result
             say(result.table() + "\n")
             if args.out:
-                result.save(_numbered(args.out, i, len(texts)))
+                result.save(numbered(args.out, i, len(texts)))
             if args.plot:
-                result.plot(_numbered(args.plot, i, len(texts)))
+                result.plot(numbered(args.plot, i, len(texts)))
             if args.html:
-                result.to_html(_numbered(args.html, i, len(texts)))
+                result.to_html(numbered(args.html, i, len(texts)))
 
 
 def cmd_show(args) -> None:

@@ -7,9 +7,13 @@ import json
 
 from .._method.settings import SolverSettings
 from .._running.distributed import device, world
-from .._utils.checks import check_image_path, check_output_file, check_output_folder, check_positive, settings_from
+from .outputs import check_outputs
+from .._utils.checks import check_positive, settings_from
 from ..errors import InputError
 from .commands import budget, cmd_compare, cmd_corpus, cmd_demo, cmd_explain, cmd_layers, cmd_show
+
+OWN_FLAGS = {"trust_remote_code": "--trust-remote-code", "trust_pickle": "--trust-pickle", "model_class": "--model-class"}
+"""load_model arguments that have their own option: in --model-kwargs they would be given twice."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -35,7 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     budget = _Parser(add_help=False)
     budget.add_argument("--samples", type=int, help="noise samples per solver step")
     budget.add_argument("--max-steps", type=int, help="most solver steps")
-    budget.add_argument("--tol", type=float, help="stop when every sigma has a relative standard error below this")
+    budget.add_argument("--tol", type=float, help="stop when the root-mean-square of the sigmas' relative standard errors is below this")
 
     solve = _Parser(add_help=False, parents=[budget])
     solve.add_argument("--layer", action="append", required=True, metavar="NAME", help="a layer to explain (repeat for several); see `probe layers MODEL`")
@@ -100,18 +104,13 @@ def _check_early(args) -> None:
     for option in ("batch_size", "top", "min_count"):
         if getattr(args, option, 1) < 1:
             raise InputError(f"--{option.replace('_', '-')} must be at least 1, got {getattr(args, option)}")
+    for key in set(getattr(args, "model_kwargs", {})) & set(OWN_FLAGS):
+        raise InputError(f"--model-kwargs may not set {key!r}; use the option {OWN_FLAGS[key]} instead")
     if getattr(args, "device", None):
         device(args.device)
     if args.command == "corpus":
         world()
-    if getattr(args, "plot", None):
-        check_image_path(args.plot, "--plot")
-    if getattr(args, "html", None):
-        check_output_file(args.html, "--html")
-    if args.command == "explain" and args.out:
-        check_output_file(args.out, "--out")
-    elif args.command in ("demo", "corpus"):
-        check_output_folder(args.out, "--out")
+    check_outputs(args)
 
 
 def _json_object(text: str) -> dict:

@@ -52,15 +52,16 @@ class Interpreter(nn.Module):
         self._hidden = hidden_state(self.Phi, x)
         self.regular = None
         if regularization is not None:
-            r = as_regularization(regularization, self._hidden, signed=True)  # the seed squares it: a sign is harmless
-            self.regular = nn.Parameter(r.to(x.dtype), requires_grad=False)
+            as_regularization(regularization, self._hidden, signed=True)  # checked; the seed squares it, so a sign is harmless
+            given = regularization.detach() if isinstance(regularization, torch.Tensor) else torch.as_tensor(np.asarray(regularization))
+            self.regular = nn.Parameter(given.clone().to(x), requires_grad=False)  # held as given, as the seed holds it
         self._settings: dict[str, str] = {}
         self._loss = float("nan")
         self._curve: list[float] = []
         self._converged = False
 
     def _weight(self) -> torch.Tensor:
-        w = None if self.regular is None else feature_weights(self.regular.to(torch.float64))
+        w = None if self.regular is None else feature_weights(self.regular.to(torch.float64).abs())
         return full_weight(self._hidden, None, w)
 
     def forward(self, samples: int = 1) -> torch.Tensor:
@@ -137,7 +138,7 @@ class Interpreter(nn.Module):
             scale=self.scale,
             rate=self.rate,
             width=self.d,
-            regularization=None if self.regular is None else self.regular.detach().float().cpu(),
+            regularization=None if self.regular is None else self.regular.detach().abs().float().cpu(),
             loss=self._loss,
             converged=self._converged,
             steps=len(self._curve),
@@ -157,15 +158,21 @@ class Interpreter(nn.Module):
         return fig
 
 
-def calculate_regularization(sampled_x: Sequence[torch.Tensor], Phi: Phi, reduced_axes: Sequence[int] | None = None, device=None) -> np.ndarray:
+def calculate_regularization(sampled_x: Sequence[torch.Tensor] | torch.Tensor, Phi: Phi, reduced_axes: Sequence[int] | None = None, device=None) -> np.ndarray:
     """The seed's regularization: the std over samples of ``Phi(x)``, each first averaged over ``reduced_axes``.
+    ``sampled_x`` is a list of inputs x, or one tensor [samples, tokens, features] whose first axis
+    is iterated, as the seed's code does.
 
     >>> W = torch.tensor([10., 20., 5., -20., -10.])
     >>> calculate_regularization([torch.randn(5, 256) / 100 for _ in range(100)], lambda x: W @ x).shape
     (256,)
+    >>> calculate_regularization(torch.randn(100, 5, 256) / 100, lambda x: W @ x).shape
+    (256,)
     """
-    if isinstance(sampled_x, (str, bytes, torch.Tensor)) or not isinstance(sampled_x, Sequence):
-        raise InputError(f"sampled_x must be a list of inputs x (tensors [tokens, features]), got {type(sampled_x).__name__}")
+    if isinstance(sampled_x, (torch.Tensor, np.ndarray)) and sampled_x.ndim >= 1:
+        sampled_x = list(sampled_x)
+    if isinstance(sampled_x, (str, bytes, torch.Tensor, np.ndarray)) or not isinstance(sampled_x, Sequence):
+        raise InputError(f"sampled_x must be a list of inputs x (tensors [tokens, features]) or a tensor [samples, tokens, features], got {type(sampled_x).__name__}")
     axes = () if reduced_axes is None else reduced_axes
     if isinstance(axes, (str, bytes)) or not isinstance(axes, Sequence) or not all(isinstance(a, int) and not isinstance(a, bool) and a >= 0 for a in axes):
         raise InputError(f"reduced_axes must be a list of axis numbers (0, 1, ...), got {reduced_axes!r}")

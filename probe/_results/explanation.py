@@ -151,10 +151,13 @@ class Explanation(Viewable):
         explanation
         word ...
         """
-        title = f"layer {self.layer}" if self.layer else "explanation"
-        width = max([4, *(len(w) for w in self.words)])
+        from .._utils.text import visible
+
+        title = f"layer {visible(self.layer)}" if self.layer else "explanation"
+        words = [visible(w) for w in self.words]
+        width = max([4, *(len(w) for w in words)])
         lines = [title, f"{'word':<{width}}  {'sigma':>10}  {'sigma/scale':>11}  {'info loss':>10}  kept"]
-        for word, s, rel, h in zip(self.words, self.sigma.tolist(), self.relative_sigma.tolist(), self.information_loss.tolist()):
+        for word, s, rel, h in zip(words, self.sigma.tolist(), self.relative_sigma.tolist(), self.information_loss.tolist()):
             bar = "#" * round(max(0.0, 1.0 - rel) * bar_width)
             lines.append(f"{word:<{width}}  {s:>10.4g}  {rel:>11.3f}  {h:>10.1f}  {bar}")
         lines.append(f"total information loss {self.total_information_loss:.1f} nats; converged {self.converged} after {self.steps} steps")

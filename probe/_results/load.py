@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 
 from .._utils.files import read_tensors
-from ..errors import FileFormatError
+from ..errors import FileFormatError, ProbeError
 
 Reader = Callable[[Mapping[str, torch.Tensor], Mapping[str, str], str], object]
 _READERS: dict[str, Reader] = {}
@@ -43,7 +43,12 @@ def load(path: str | Path):
     kind = meta.get("kind")
     if kind not in _READERS:
         raise FileFormatError(f"{str(path)!r} is a probe file of kind {kind!r}, which probe.load does not read; known kinds: {sorted(_READERS)}")
-    return _READERS[kind](tensors, meta, str(path))
+    try:
+        return _READERS[kind](tensors, meta, str(path))
+    except ProbeError:
+        raise
+    except (KeyError, TypeError, ValueError, OverflowError, RecursionError, IndexError) as err:  # metadata no reader foresaw
+        raise FileFormatError(f"{str(path)!r}: the {kind} is damaged ({type(err).__name__}); re-save it") from None
 
 
 __all__ = ["load", "reads"]

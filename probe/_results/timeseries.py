@@ -17,7 +17,8 @@ from pathlib import Path
 import torch
 
 from .._utils import reading as read
-from .._utils.files import setting_metadata, write_tensors
+from .._utils.text import visible
+from .._utils.files import save_figure, setting_metadata, write_tensors
 from .load import reads
 from .._views.plots import COLORBAR_LABEL
 from .explanation import Explanation, check_pieces, piece_losses
@@ -213,9 +214,10 @@ class TimeSeries(Viewable):
         chosen = sorted({round(k * (len(self.steps) - 1) / max(columns - 1, 1)) for k in range(min(columns, len(self.steps)))})
         lines = [f"time series: {len(self.steps)} steps, {len(self.layers)} layers, {len(self.words)} sentences; sigma / scale (small = kept)"]
         for i, (words, relative) in enumerate(zip(self.words, self.relative_sigma)):
+            words = [visible(w) for w in words]
             width = max([4, *(len(w) for w in words)])
             for j, layer in enumerate(self.layers):
-                lines.append(f"\nsentence {i}, layer {layer}")
+                lines.append(f"\nsentence {i}, layer {visible(layer)}")
                 lines.append(f"{'step':<{width}}  " + "  ".join(f"{self.steps[k]:>7}" for k in chosen))
                 for t, word in enumerate(words):
                     lines.append(f"{word:<{width}}  " + "  ".join(f"{float(relative[k, j, t]):>7.3f}" for k in chosen))
@@ -233,8 +235,11 @@ class TimeSeries(Viewable):
         from matplotlib.colors import LogNorm
         from matplotlib.figure import Figure
 
+        from .._views.plots import checked_path, literal
+
         if not self.steps:
             raise InputError("the time series has no steps yet; record at least one before plotting")
+        path = checked_path(path)
         rows, cols, count = len(self.words), len(self.layers), len(self.steps)
         tallest = max(len(w) for w in self.words)
         fig = Figure(figsize=(1.5 + cols * (2.0 + min(0.3 * count, 6.0)), 1.0 + rows * (0.8 + 0.25 * tallest)), layout="constrained")
@@ -244,16 +249,16 @@ class TimeSeries(Viewable):
             for j, layer in enumerate(self.layers):
                 ax = axes[i][j]
                 image = ax.imshow(relative[:, j].T.clamp(FLOOR, 1.0).numpy(), cmap="GnBu_r", aspect="auto", norm=LogNorm(vmin=FLOOR, vmax=1.0), interpolation="nearest")
-                ax.set_yticks(range(len(words)), labels=words if j == 0 else [""] * len(words))
+                ax.set_yticks(range(len(words)), labels=literal(words) if j == 0 else [""] * len(words))
                 ax.set_xticks(ticks, labels=[str(self.steps[t]) for t in ticks])
                 if i == 0:
-                    ax.set_title(layer)
+                    ax.set_title(literal([layer])[0])
                 if i == rows - 1:
                     ax.set_xlabel("training step")
         fig.colorbar(image, ax=axes, label=COLORBAR_LABEL)
         fig.suptitle("information per word across training")
         if path is not None:
-            fig.savefig(path, dpi=120)
+            save_figure(fig, path)
         return fig
 
 

@@ -11,12 +11,14 @@ from __future__ import annotations
 import math
 import sys
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
-import torch
 from torch import nn
 from tqdm.auto import tqdm
 
 from .attach import attach
+from .corpus_store import CorpusStore, fingerprint, regularization_or_skip, solve_or_skip
+from .truncation import warn_truncated
 from .._results.corpus import CorpusResult
 from .._utils.checks import check_seed, settings_from
 from ..adapters.wrappers import unwrap
@@ -49,8 +51,8 @@ def _batches(lengths: Sequence[int], batch_size: int, shard: tuple[int, int] | N
     return all_batches[rank::world]
 
 
-def _token_counts(tokenizer, texts: Sequence[str]) -> list[int]:
-    return [len(ids) for ids in tokenizer(list(texts), truncation=True)["input_ids"]]
+def _token_ids(tokenizer, texts: Sequence[str]) -> list[list[int]]:
+    return list(tokenizer(list(texts), truncation=True)["input_ids"])
 
 
 def corpus(
@@ -66,6 +68,7 @@ def corpus(
     scale: float | None = None,
     rate: float = 0.1,
     progress: bool = False,
+    checkpoint: str | Path | None = None,
     **solver,
 ) -> CorpusResult:
     """Explains ``layers`` on every sentence and returns the corpus measures as a CorpusResult.
@@ -75,7 +78,10 @@ def corpus(
     Sentences are batched by similar length, ``batch_size`` at a time; results come back in the
     order of ``sentences``. ``shard=(rank, world)`` solves only that rank's batches (every
     ``world``-th); ``CorpusResult.merge`` joins the shards into exactly the result of one process.
-    Solver settings (``samples``, ``max_steps``, ...) are keywords.
+    Solver settings (``samples``, ``max_steps``, ...) are keywords. With ``checkpoint=FOLDER`` each
+    finished batch is written there at once, and the same call after an interruption solves only
+    the rest (same results as one uninterrupted run). A sentence that fails is reported (a warning)
+    and left out; ``result.index`` says which sentences the result holds.
 
     >>> result = probe.corpus(model, ["encoder.layer.0", "encoder.layer.5"], ["a fine film", "a dull film"], tokenizer=tokenizer, samples=4, max_steps=2)
     >>> len(result), result.layers
@@ -93,38 +99,35 @@ def corpus(
     tokenizer = tokenizer if tokenizer is not None else tokenizer_beside(model)
     if tokenizer is None:
         raise InputError("the model has no tokenizer beside it; pass tokenizer= (e.g. AutoTokenizer.from_pretrained(folder, trust_remote_code=False))")
-    lengths = _token_counts(tokenizer, texts)
+    ids = _token_ids(tokenizer, texts)
+    lengths = [len(row) for row in ids]
     mine = _batches(lengths, batch_size, shard)
+    warn_truncated(tokenizer, texts)
 
+    store = CorpusStore(names, settings)
     with attach(model, names, tokenizer=tokenizer) as p:
         if regularization is None:
-            all_batches = _batches(lengths, batch_size)
-            regularization = p.regularization((encode(model, tokenizer, [texts[i] for i in rows]) for rows in all_batches), progress=progress)
+            def measure(batches: list[list[int]]) -> dict:
+                return p.regularization((encode(model, tokenizer, [texts[i] for i in rows]) for rows in batches), progress=progress)
+
+            regularization = regularization_or_skip(measure, _batches(lengths, batch_size), store)
         elif not isinstance(regularization, Mapping):
             if len(names) > 1:
                 raise InputError("several layers: pass regularization as {layer name: tensor}, e.g. what p.regularization(corpus) returns")
             regularization = {names[0]: regularization}
-        solved: dict[int, Sweep] = {}
+        if checkpoint is not None:
+            store.resume(checkpoint, fingerprint(model, ids, names, {**settings, "scale": repr(scale), "rate": repr(rate)}, regularization))
+
+        def solve(rows: list[int]) -> list[Sweep]:
+            return p.explain_batch(encode(model, tokenizer, [texts[i] for i in rows]), regularization=regularization, scale=scale, rate=rate, seed=seed, **solver)
+
         with tqdm(total=sum(map(len, mine)), disable=not progress, desc="corpus", unit="sentence") as bar:
             for rows in mine:
-                found = p.explain_batch(encode(model, tokenizer, [texts[i] for i in rows]), regularization=regularization, scale=scale, rate=rate, seed=seed, **solver)
-                solved.update(zip(rows, found))
+                todo = [i for i in rows if i not in store.done and i not in store.failed]
+                if todo:
+                    solve_or_skip(solve, todo, store)
                 bar.update(len(rows))
-    index = sorted(solved)
-    sweeps = [solved[i] for i in index]
-    first = sweeps[0][names[0]]
-    return CorpusResult(
-        layers=names,
-        words=[s.words for s in sweeps],
-        sigma=[s.sigma for s in sweeps],
-        index=torch.tensor(index, dtype=torch.int64),
-        scale=first.scale,
-        rate=first.rate,
-        width=first.width,
-        convergence=torch.tensor([[e.converged for e in s.values()] for s in sweeps], dtype=torch.bool).T,
-        steps=torch.tensor([[e.steps for e in s.values()] for s in sweeps], dtype=torch.int64).T,
-        settings={**settings, "adapter": first.settings.get("adapter", ""), "wrapper": first.settings.get("wrapper", "none")},
-    )
+    return store.result([i for rows in mine for i in rows])
 
 
 def _check_sentences(sentences: Sequence[str]) -> list[str]:

@@ -5,7 +5,10 @@ Each rank solves its batches of the corpus (``probe.corpus(shard=(rank, world))`
 ``DIR/corpus.safetensors``, the file one process would write. On several machines ``DIR`` must be a
 folder every machine sees (a shared file system), since rank 0 reads the other ranks' shards.
 Batches go to ranks round-robin, so shards finish close together; a rank waits at the barrier for at
-most torch.distributed's default timeout (30 minutes).
+most torch.distributed's default timeout (30 minutes). Finished batches are written under
+``DIR/finished/`` as they finish (``corpus_store``): the same command after an interruption resumes.
+They are kept after ``corpus.safetensors`` is written (the same command then returns at once) and
+may be deleted then.
 """
 
 from __future__ import annotations
@@ -80,7 +83,7 @@ def run_corpus(model: nn.Module, layers: Sequence[str], sentences: Sequence[str]
     rank, size = world()
     out.mkdir(parents=True, exist_ok=True)
     if size == 1:
-        result = corpus(model, layers, sentences, progress=progress, **kwargs)
+        result = corpus(model, layers, sentences, progress=progress, checkpoint=out, **kwargs)
         result.save(out / RESULT_NAME)
         return result
     import torch.distributed as dist
@@ -92,14 +95,14 @@ def run_corpus(model: nn.Module, layers: Sequence[str], sentences: Sequence[str]
         except ValueError as err:
             raise InputError(f"WORLD_SIZE is {size} but torch.distributed cannot start ({err}); launch with torchrun") from None
     try:
-        part = corpus(model, layers, sentences, shard=(rank, size), progress=progress and rank == 0, **kwargs)
+        part = corpus(model, layers, sentences, shard=(rank, size), progress=progress and rank == 0, checkpoint=out, **kwargs)
         part.save(out / f"shard-{rank}.safetensors")
         dist.barrier()
         if rank != 0:
             return None
         merged = CorpusResult.merge([_shard(out, r) for r in range(size)])
-        if not torch.equal(merged.index, torch.arange(len(sentences))):
-            raise InputError(f"the shards in {str(out)!r} do not cover the {len(sentences)} sentences once each; re-run into an empty folder")
+        if int(merged.index.max()) >= len(sentences):
+            raise InputError(f"the shards in {str(out)!r} hold sentences this corpus does not have; re-run into an empty folder")
         merged.save(out / RESULT_NAME)
         return merged
     finally:

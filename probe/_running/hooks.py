@@ -3,8 +3,8 @@
 baukit's ``Trace`` pattern: hooks are installed on entering and removed on leaving, whatever happens;
 the embedding's hook substitutes a replacement output (the noisy copies); each attached layer's hook
 records its output, and after the last one needed a private exception stops the forward pass.
-Hooks act only for the thread that started the run: another thread's forward pass of the same model
-goes through untouched.
+Hooks act only for the thread that started the run; another thread's forward pass of the same model
+meanwhile is refused (``model_state.running``), since the model is in probe's eval mode.
 
 A module may run several times in one pass (a weight-shared block): the clean pass runs the model to
 the end and counts every layer's calls, so that ``call=k`` (negative from the end) names one of them;
@@ -21,6 +21,8 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from .._utils.memory import ADVICE as MEMORY_ADVICE, out_of_memory
+from .._utils.text import one_line
 from ..errors import InputError, LayerError, ModelError, ProbeError
 
 Select = Callable[[torch.Tensor], torch.Tensor]
@@ -122,6 +124,8 @@ class HookRunner:
         except ProbeError:
             raise
         except Exception as err:
+            if out_of_memory(err):
+                raise ModelError(f"out of memory while the model ran ({type(err).__name__}: {one_line(str(err), 120)}); {MEMORY_ADVICE}") from err
             if not (self._clean and self._embedded is not None and all(self._seen.values())):
                 raise ModelError(f"the model rejected the inputs: {type(err).__name__}: {err}") from err
             # the model fails after every attached layer ran (e.g. a decoder with no inputs): what ran is the pass

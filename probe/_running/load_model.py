@@ -109,7 +109,7 @@ def _load_folder(path: Path, cls: type | None, trust_pickle: bool, trust_remote_
     """A HuggingFace folder through ``from_pretrained``, with ``trust_remote_code`` always explicit."""
     config = folder_config(path)
     if not trust_remote_code:
-        refuse_remote_code(path, config)
+        refuse_remote_code(path, config, kwargs)
     import transformers
 
     if cls is None:

@@ -1,9 +1,11 @@
 """Reading a model's files without running code from them: weights through safetensors or
 ``torch.load(weights_only=True)``, TorchScript through its own unpickler, and a folder's config
-checked for code of its own (``auto_map``) before transformers sees it."""
+checked, before transformers sees it, for code of its own (``auto_map``) and for any key that makes
+transformers fetch native code (a Hub kernel) to run."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import pickle
 import warnings
@@ -43,8 +45,52 @@ def folder_config(path: Path) -> dict:
     return value
 
 
-def refuse_remote_code(path: Path, config: dict) -> None:
-    """An UnsafeFileError when the folder names its own Python code (``auto_map``) for the model or tokenizer."""
+KERNEL_QUANTIZATIONS = {"fp8", "mxfp8", "mxfp4", "eetq", "fbgemm_fp8", "nvfp4", "metal", "gguf"}
+"""``quantization_config.quant_method`` values whose transformers integration downloads a Hub kernel."""
+KERNEL_KWARGS = ("use_kernels", "kernel_config")
+"""``from_pretrained`` keywords that swap layers for Hub kernels."""
+
+
+def kernel_requests(config, where: str = "config.json", depth: int = 0) -> list[str]:
+    """Each place in a config (sub-configs included) that makes transformers fetch and run native
+    code: an ``*_implementation`` naming a Hub repo (``"org/kernel"``, ``"paged|org/kernel"``), a
+    ``flash_attention_N`` that falls back to a Hub kernel, a quantization that loads one, ``use_kernels``.
+
+    >>> kernel_requests({"attn_implementation": "someorg/kernel", "text_config": {"_attn_implementation": "sdpa"}})
+    ["attn_implementation='someorg/kernel' in config.json"]
+    """
+    found: list[str] = []
+    if not isinstance(config, dict) or depth > 8:
+        return found
+    for key, value in config.items():
+        named = f"{key}={value!r} in {where}"
+        if isinstance(key, str) and key.endswith("_implementation") and isinstance(value, str) and _fetches_kernel(value):
+            found.append(named)
+        elif key == "quantization_config" and isinstance(value, dict) and value.get("quant_method") in KERNEL_QUANTIZATIONS:
+            found.append(f"quantization_config.quant_method={value['quant_method']!r} in {where}")
+        elif key in KERNEL_KWARGS and value:
+            found.append(named)
+        elif isinstance(value, dict):
+            found += kernel_requests(value, where, depth + 1)
+    return found
+
+
+def _fetches_kernel(implementation: str) -> bool:
+    """A Hub repo id, or flash attention that transformers replaces by a Hub kernel when ``flash_attn`` is missing."""
+    if "/" in implementation:
+        return True
+    return implementation.startswith("flash_attention") and importlib.util.find_spec("kernels") is not None and importlib.util.find_spec("flash_attn") is None
+
+
+def refuse_remote_code(path: Path, config: dict, kwargs: dict | None = None) -> None:
+    """An UnsafeFileError when the folder names its own Python code (``auto_map``) for the model or
+    tokenizer, or its config (or ``kwargs``) asks for a Hub kernel (``kernel_requests``)."""
+    kernels = kernel_requests(config) + kernel_requests(kwargs or {}, "the model keywords")
+    if kernels:
+        raise UnsafeFileError(
+            f"{str(path)!r} asks transformers to download and run native code from the Hub ({kernels[0]}); "
+            "pass trust_remote_code=True (--trust-remote-code) only if you trust that code, or remove the key"
+        )
     maps = {"config.json": config.get("auto_map")}
     tokenizer_config = path / "tokenizer_config.json"
     if tokenizer_config.is_file():

@@ -1,8 +1,13 @@
 """Leaving a model, and the process, as probe found them.
 
 While probe runs a model it needs eval mode and autograd (even under the caller's
-``torch.inference_mode``), one run at a time per module, and random streams that the caller does
-not see move. Everything here is put back on every way out, exceptions included.
+``torch.inference_mode``) and one run at a time per module. Its noise comes from its own
+generators, so it draws nothing from the global random streams. A model that draws from them in
+its own forward pass moves them; probe puts them back only when no other Python thread runs,
+since putting them back would rewind another thread's draws (it would see them twice). Train/eval mode is an attribute of each module,
+shared by all threads, so while probe holds a model in eval mode a forward pass of it from any
+other thread is refused (``ConcurrentUseError``) instead of running silently in the wrong mode.
+Everything here is put back on every way out, exceptions included.
 """
 
 from __future__ import annotations
@@ -21,39 +26,27 @@ from torch import nn
 from ..adapters.wrappers import unwrap
 from ..errors import InputError
 
+CONCURRENT = (
+    "this model is being explained by probe in another thread, which holds it in eval mode, so this forward pass "
+    "would not run in the mode you set; wait until probe's call returns, or give probe its own copy.deepcopy(model)"
+)
+
 _RUNNING: weakref.WeakSet[nn.Module] = weakref.WeakSet()
 """The hooked modules of every probe run in progress."""
 _RUNNING_LOCK = threading.Lock()
 
 
-@contextmanager
-def isolated() -> Iterator[None]:
-    """Leaves every random stream a caller uses as found: torch's CPU generator, each CUDA device's
-    generator (when CUDA is in use), Python's ``random`` and numpy's global generator. Inside,
-    autograd works even under an enclosing ``torch.inference_mode()``.
-
-    >>> before = torch.get_rng_state()
-    >>> with isolated():
-    ...     _ = torch.rand(3)
-    >>> torch.equal(before, torch.get_rng_state())
-    True
-    """
-    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_initialized() else []
-    python_state, numpy_state = random.getstate(), np.random.get_state()
-    try:
-        with torch.random.fork_rng(devices=devices), torch.inference_mode(False):
-            yield
-    finally:
-        random.setstate(python_state)
-        np.random.set_state(numpy_state)
+class ConcurrentUseError(InputError):
+    """A forward pass from another thread while probe holds the model in eval mode."""
 
 
 @contextmanager
 def running(model: nn.Module, hooked: Sequence[nn.Module]) -> Iterator[None]:
-    """Eval mode, autograd and untouched random streams inside; every module's train flag restored
-    on the way out. Refuses a second run on the same modules at the same time: its hooks would see
-    this run's noise."""
-    with _claimed(hooked), isolated():
+    """Eval mode and autograd inside (even under an enclosing ``torch.inference_mode()``); every
+    module's train flag restored on the way out. Refuses a second run on the same modules at the
+    same time (its hooks would see this run's noise), and any other thread's forward pass of the
+    model while it runs (it would run in probe's eval mode)."""
+    with _claimed(hooked), torch.inference_mode(False), _streams_kept_alone(), _only_this_thread(model):
         modes = [(m, m.training) for m in model.modules()]
         model.eval()
         try:
@@ -61,6 +54,61 @@ def running(model: nn.Module, hooked: Sequence[nn.Module]) -> Iterator[None]:
         finally:
             for module, mode in modes:
                 module.training = mode
+
+
+@contextmanager
+def _streams_kept_alone() -> Iterator[None]:
+    """The global random streams (torch's CPU and CUDA generators, ``random``, numpy) as found on the
+    way out, when the model moved them and this is the only Python thread; never a rewind that
+    another thread could see."""
+    before = _streams()
+    try:
+        yield
+    finally:
+        if _alone() and not _same(before, _streams()):
+            torch.set_rng_state(before[0])
+            if before[1] is not None:
+                torch.cuda.set_rng_state_all(before[1])
+            random.setstate(before[2])
+            np.random.set_state(before[3])
+
+
+def _alone() -> bool:
+    """Whether no other thread could draw random numbers: tqdm's monitor thread (progress bars) draws none."""
+    me = threading.current_thread()
+    return all(t is me or type(t).__name__ == "TMonitor" for t in threading.enumerate())
+
+
+def _streams() -> tuple:
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
+    return torch.get_rng_state(), cuda, random.getstate(), np.random.get_state()
+
+
+def _same(a: tuple, b: tuple) -> bool:
+    cuda_same = (a[1] is None) == (b[1] is None) and (a[1] is None or all(torch.equal(x, y) for x, y in zip(a[1], b[1])))
+    return torch.equal(a[0], b[0]) and cuda_same and a[2] == b[2] and all(np.array_equal(x, y) for x, y in zip(a[3], b[3]))
+
+
+@contextmanager
+def _only_this_thread(model: nn.Module) -> Iterator[None]:
+    """A pre-hook on every module that refuses calls from any thread but this one; installed before
+    the modes change and removed after they are restored, so another thread's pass that overlaps
+    any part of the change fails at its next module instead of computing in eval mode."""
+    owner = threading.get_ident()
+    modules = list(model.modules())
+    own = {id(m) for m in modules}
+
+    def guard(module: nn.Module, args) -> None:
+        # DataParallel's replicas share these hooks and run in its worker threads: they are copies, not the model
+        if threading.get_ident() != owner and id(module) in own:
+            raise ConcurrentUseError(CONCURRENT)
+
+    handles = [m.register_forward_pre_hook(guard) for m in modules]
+    try:
+        yield
+    finally:
+        for handle in handles:
+            handle.remove()
 
 
 @contextmanager

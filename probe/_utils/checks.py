@@ -10,18 +10,21 @@ from __future__ import annotations
 import math
 import numbers
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..errors import FileAccessError, InputError, ModelError, ProbeFileNotFoundError
+from .targets import check_target
 
 _WHOLE_AT_LEAST = {"samples": 1, "max_samples": 1, "max_steps": 0, "min_steps": 0, "probes": 1, "memory": 1}
 """Integer solver settings and their smallest valid value."""
 _ABOVE = {"tol": 0.0, "probe_step": 0.0, "max_move": 1.0}
 """Real solver settings and the bound they must exceed."""
+_NEEDS_LATEX = {"pgf"}
+"""Image types matplotlib draws only through a LaTeX installation: refused before the work, not after."""
 
 
 def check_input(x: torch.Tensor, words: Sequence[str] | None) -> list[str]:
@@ -142,17 +145,15 @@ def _shown(value) -> str:
     return text if isinstance(value, (int, float)) and not isinstance(value, bool) else f"{text} ({type(value).__name__})"
 
 
-def check_output_file(path, option: str = "path") -> Path:
-    """A file name that can be written: its folder exists and is writable, and it is not a folder.
+def check_output_file(path, option: str = "path", kind: str = "result", inputs: Iterable = ()) -> Path:
+    """A file name that can be written with a ``kind`` output (see ``check_target``): its folder
+    exists and is writable, it is not a folder, a FIFO or a device, not one of the ``inputs``, and
+    any file already there is empty or of the same kind.
 
     >>> check_output_file("result.safetensors")
     PosixPath('result.safetensors')
     """
-    if not isinstance(path, (str, os.PathLike)) or not str(path):
-        raise InputError(f"{option} must be a file name, got {_shown(path)}")
-    path = Path(path)
-    if path.is_dir():
-        raise InputError(f"{option} {str(path)!r} is a folder; give the name of a file in it")
+    path = check_target(path, kind, option, inputs)
     folder = path.parent
     if not folder.is_dir():
         raise ProbeFileNotFoundError(f"the folder {str(folder)!r} of {option} {str(path)!r} does not exist; create it first")
@@ -182,16 +183,19 @@ def _check_writable(folder: Path, option: str, path: Path) -> None:
         raise FileAccessError(13, f"{option} {str(path)!r} cannot be written: no permission to write in {str(folder)!r}; choose another folder", str(path))
 
 
-def check_image_path(path, option: str = "plot") -> Path:
-    """A writable file name whose extension matplotlib can draw (.png, .pdf, .svg, ...).
+def check_image_path(path, option: str = "plot", inputs: Iterable = ()) -> Path:
+    """A writable file name whose extension matplotlib can draw without other programs (.png, .pdf,
+    .svg, ...; not .pgf, which needs LaTeX), checked before anything is drawn.
 
     >>> check_image_path("result.png")
     PosixPath('result.png')
     """
-    path = check_output_file(path, option)
+    path = check_output_file(path, option, "image", inputs)
     from matplotlib.backend_bases import FigureCanvasBase
 
-    kinds = FigureCanvasBase.get_supported_filetypes()
+    kinds = set(FigureCanvasBase.get_supported_filetypes()) - _NEEDS_LATEX
+    if path.suffix[1:].lower() in _NEEDS_LATEX:
+        raise InputError(f"{option} {str(path)!r}: {path.suffix!r} files need a LaTeX installation; use .pdf or .svg")
     if path.suffix and path.suffix[1:].lower() not in kinds:
         raise InputError(f"{option} {str(path)!r}: matplotlib cannot draw {path.suffix!r} files; use one of {', '.join('.' + k for k in sorted(kinds))}")
     return path

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import secrets
@@ -12,6 +13,7 @@ from safetensors.torch import load as _load_bytes
 from safetensors.torch import save as _save_bytes
 
 from ..errors import FileAccessError, FileFormatError, InputError, ProbeFileNotFoundError
+from .targets import check_target, file_name, kind_of, read_header
 
 FORMAT = "probe"
 FORMAT_VERSION = 1
@@ -34,15 +36,15 @@ def write_atomic(path: str | Path, data: bytes, example: str) -> None:
 
     A crash, a full disk or an interrupt mid-write leaves no half file under ``path``: the old file,
     if any, stays as it was, and the temporary one is removed. ``example`` is a file name for the
-    message when ``path`` is a folder.
+    message when ``path`` is a folder; its suffix says what kind of file this is, and an existing
+    file of another kind, a FIFO or a device is refused (``check_target``).
     """
-    if not isinstance(path, (str, os.PathLike)) or not str(path):
-        raise InputError(f"the path to save to must be a file name (str or pathlib.Path), got {path!r}")
-    path = Path(path)
+    path = file_name(path, "the path to save to")
     try:
         path = _target(path)
         if path.is_dir():
             raise InputError(f"{str(path)!r} is a folder; give a file name such as {str(path / example)!r}")
+        check_target(path, kind_of(example))
     except OSError as err:  # a name too long for the system, a folder that cannot be searched
         raise _access_error(err, "write", path) from err
     folder = path.parent if str(path.parent) else Path(".")
@@ -63,6 +65,15 @@ def write_atomic(path: str | Path, data: bytes, example: str) -> None:
         if isinstance(err, OSError):
             raise _access_error(err, "write", path) from err
         raise
+
+
+def save_figure(fig, path: str | Path) -> None:
+    """Draws a matplotlib figure into ``path`` atomically, in the format its suffix names (PNG by
+    default): drawn in memory first, so a drawing error or a full disk leaves the old file as it was."""
+    fmt = Path(path).suffix[1:].lower() if isinstance(path, (str, os.PathLike)) and Path(path).suffix else "png"
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format=fmt, dpi=120)
+    write_atomic(path, buffer.getvalue(), f"plot.{fmt}")
 
 
 def _access_error(err: OSError, action: str, path: Path) -> FileAccessError:
@@ -132,14 +143,33 @@ def read_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, s
     if not _is_file(path):
         raise ProbeFileNotFoundError(f"no file {str(path)!r}; check the path (probe results end in .safetensors)")
     try:
-        blob = path.read_bytes()
+        with open(path, "rb") as f:  # the header first: a file that is no probe result is refused unread
+            header = read_header(f)
+            meta = _metadata(header, path)
+            _check_format(meta, path)
+            f.seek(0)
+            blob = f.read()
     except OSError as err:
         raise _access_error(err, "read", path) from err
     try:
         tensors = _load_bytes(blob)
-        meta = _metadata(blob)
     except Exception as err:  # safetensors raises its own and builtin errors for damaged files
         raise FileFormatError(f"{str(path)!r} is truncated or not a safetensors file ({type(err).__name__}); re-save it") from None
+    return tensors, meta
+
+
+def _metadata(header: dict | None, path: Path) -> dict[str, str]:
+    """The string metadata of a safetensors header; a FileFormatError when there is no header."""
+    if header is None:
+        raise FileFormatError(f"{str(path)!r} is truncated or not a safetensors file; re-save it, or give a .safetensors file that probe saved")
+    meta = header.get("__metadata__") or {}
+    if not isinstance(meta, dict):
+        raise FileFormatError(f"{str(path)!r} has damaged metadata; re-save it")
+    return {str(k): str(v) for k, v in meta.items()}
+
+
+def _check_format(meta: dict[str, str], path: Path) -> None:
+    """A FileFormatError unless the metadata says: a probe result of a format this probe reads."""
     if meta.get("format") != FORMAT:
         raise FileFormatError(f"{str(path)!r} is a safetensors file but not a probe result; load it with safetensors.torch.load_file")
     try:
@@ -153,15 +183,3 @@ def read_tensors(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, s
             f"{str(path)!r} was written in probe format {version} by a newer probe "
             f"({meta.get('probe_version', '?')}); this probe reads format {FORMAT_VERSION}: upgrade sigma-probe"
         )
-    return tensors, meta
-
-
-def _metadata(blob: bytes) -> dict[str, str]:
-    import struct
-
-    (size,) = struct.unpack("<Q", blob[:8])
-    header = json.loads(blob[8 : 8 + size])
-    meta = header.get("__metadata__") or {}
-    if not isinstance(meta, dict):
-        raise ValueError("metadata is not a mapping")
-    return {str(k): str(v) for k, v in meta.items()}

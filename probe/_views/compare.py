@@ -13,6 +13,7 @@ import torch
 from . import html_parts as parts
 from .html import kind_of
 from .html_many import type_relative_sigma
+from .._utils.text import visible
 from ..errors import InputError
 
 
@@ -72,15 +73,16 @@ class Comparison:
         >>> print(compare(a, b).table().splitlines()[0])
         change in information loss, b - a, in nats (negative = b keeps the word more)
         """
-        a, b = self.labels
-        width = max([4, *(len(w) for w in self.words)])
+        a, b = (visible(label) for label in self.labels)
+        words = [visible(w) for w in self.words]
+        width = max([4, *(len(w) for w in words)])
         lines = [f"change in information loss, {b} - {a}, in nats (negative = {b} keeps the word more)"]
         for o, row in enumerate(self.rows):
-            lines.append(row or self.kind)
+            lines.append(visible(row) or self.kind)
             lines.append(f"{'word':<{width}}  {a[:10]:>10}  {b[:10]:>10}  {'change':>10}" + ("  count" if self.counts is not None else ""))
             for k in self._order(o, top):
                 count = f"  {int(self.counts[k]):>5}" if self.counts is not None else ""
-                lines.append(f"{self.words[k]:<{width}}  {float(self.loss_a[o, k]):>10.1f}  {float(self.loss_b[o, k]):>10.1f}  {float(self.change[o, k]):>+10.1f}{count}")
+                lines.append(f"{words[k]:<{width}}  {float(self.loss_a[o, k]):>10.1f}  {float(self.loss_b[o, k]):>10.1f}  {float(self.change[o, k]):>+10.1f}{count}")
         return "\n".join(lines)
 
     def __str__(self) -> str:

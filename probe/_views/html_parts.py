@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from .._utils.files import write_atomic
+from .._utils.text import visible
 from .shade import FLOOR, kept
 
 # GnBu, the colours of probe's matplotlib plots: light = lost (sigma at the ceiling), dark = kept.
@@ -55,12 +56,12 @@ body { margin: 24px; background: #ffffff; }
 
 
 def text(value) -> str:
-    """``value`` as HTML text, every special character escaped.
+    r"""``value`` as HTML text, every special character escaped and every control character visible.
 
-    >>> text("<b> & 'x'")
-    '&lt;b&gt; &amp; &#x27;x&#x27;'
+    >>> text("<b> & 'x'\x1b")
+    '&lt;b&gt; &amp; &#x27;x&#x27;\\x1b'
     """
-    return html.escape(str(value), quote=True)
+    return html.escape(visible(str(value)), quote=True)
 
 
 def number(value: float) -> str:
@@ -128,7 +129,7 @@ def hover(lines: Sequence[str]) -> str:
     >>> hover(["a<b", "sigma 0.1"]).splitlines()
     ['a&lt;b', 'sigma 0.1']
     """
-    return text("\n".join(lines))
+    return "\n".join(text(line) for line in lines)
 
 
 def word_hover(word: str, sigma: float, relative: float, loss: float, extra: Sequence[str] = ()) -> str:
