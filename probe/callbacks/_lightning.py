@@ -29,7 +29,8 @@ class LightningSnapshotCallback(Recorder, Callback):
     The layers are named inside ``module``, the attribute of the ``LightningModule`` that holds the
     model to explain (e.g. ``module="model"`` with layers ``"bert.encoder.layer.0"``); without it
     they are named inside the ``LightningModule`` itself, whose ``forward`` must then take the
-    tokenizer's output as keywords. When the trainer has a ``TensorBoardLogger``, each record is
+    tokenizer's output as keywords, and it is explained as a model of its own (probe warns when it
+    holds a model an adapter knows). When the trainer has a ``TensorBoardLogger``, each record is
     also logged to it at the step: every sentence's layer-by-word heatmap as an image
     (``probe/heatmap/sentence_0``, ...) and its information loss at every layer as a scalar
     (``probe/information_loss/LAYER/sentence_0``, ...); ``tensorboard=False`` turns that off.
