@@ -145,7 +145,7 @@ def read_weights(path: Path, trust_pickle: bool):
             raise InputError(f"{str(path)!r} is not a readable safetensors file ({short(err)}); re-save it with safetensors.torch.save_file") from None
     try:
         if trust_pickle:  # the user vouches for the file: its pickle may run code
-            return torch.load(str(path), map_location="cpu", weights_only=False)
+            return torch.load(str(path), map_location="cpu", weights_only=False)  # trusted: the user passed trust_pickle
         return torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         if trust_pickle:
