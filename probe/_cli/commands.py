@@ -174,7 +174,7 @@ def _matrix(sweep: Sweep) -> str:
     prefix = os.path.commonprefix(sweep.layers)
     prefix = prefix[: prefix.rfind(".") + 1]
     heads = [name[len(prefix) :] or name for name in sweep.layers]
-    width = max([len("info loss"), *(len(w) for w in sweep.words)])
+    width = max([len("info kept"), *(len(w) for w in sweep.words)])
     cols = [max(7, len(h)) for h in heads]
     lines = [
         f"sigma / scale of each word at each {prefix.rstrip('.') or 'layer'} (small = the layer keeps the word)",
@@ -183,8 +183,8 @@ def _matrix(sweep: Sweep) -> str:
     relative = torch.stack([e.relative_sigma for e in sweep.values()])
     for t, word in enumerate(sweep.words):
         lines.append(f"{word:<{width}}  " + "  ".join(f"{float(v):>{c}.3f}" for v, c in zip(relative[:, t], cols)))
-    totals = [e.total_information_loss for e in sweep.values()]
-    lines.append(f"{'info loss':<{width}}  " + "  ".join(f"{h:>{c}.0f}" for h, c in zip(totals, cols)) + "  (nats, whole sentence)")
+    totals = [float(e.information_kept.sum()) for e in sweep.values()]
+    lines.append(f"{'info kept':<{width}}  " + "  ".join(f"{h:>{c}.0f}" for h, c in zip(totals, cols)) + "  (nats kept relative to the ceiling, whole sentence)")
     return "\n".join(lines)
 
 
