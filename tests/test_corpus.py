@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import warnings
 
 import pytest
 import torch
@@ -113,6 +114,11 @@ def test_mistakes(result, tiny):
         probe.corpus(model, LAYERS, "one string", tokenizer=tokenizer)
     with pytest.raises(LayerError, match="did you mean 'encoder.layer.1'"):
         result.word_ranking("encoder.layer.11")
+    for bad in ({"rate": None}, {"rate": -1.0}, {"scale": 0.0}):  # refused before any sentence runs, not skipped sentence by sentence
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            with pytest.raises(InputError, match="must be a positive finite number"):
+                probe.corpus(model, LAYERS, SENTENCES, tokenizer=tokenizer, **bad)
 
 
 def test_two_gloo_ranks_give_the_single_process_result(tiny, tmp_path, capsys):

@@ -20,7 +20,7 @@ from .attach import attach
 from .corpus_store import CorpusStore, fingerprint, regularization_or_skip, solve_or_skip
 from .truncation import warn_truncated
 from .._results.corpus import CorpusResult
-from .._utils.checks import check_seed, settings_from
+from .._utils.checks import check_positive, check_seed, settings_from
 from ..adapters.wrappers import unwrap
 from .model_state import tokenizer_beside
 from .._method.settings import SolverSettings
@@ -102,6 +102,9 @@ def corpus(
         raise InputError(f"layers must be a layer name or a list of names, got {layers!r}; e.g. ['encoder.layer.0', 'encoder.layer.5']")
     names = [layers] if isinstance(layers, str) else list(layers)
     check_seed(seed)
+    check_positive("rate", rate)
+    if scale is not None:
+        check_positive("scale", scale)
     texts = _check_sentences(sentences)
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
