@@ -119,6 +119,10 @@ def test_mistakes(result, tiny):
             warnings.simplefilter("error")
             with pytest.raises(InputError, match="must be a positive finite number"):
                 probe.corpus(model, LAYERS, SENTENCES, tokenizer=tokenizer, **bad)
+    with warnings.catch_warnings():  # the call's mistake, raised once: no sentence is skipped for it
+        warnings.simplefilter("error")
+        with pytest.raises(probe.ProbeError, match="regularization"):
+            probe.corpus(model, LAYERS[1], SENTENCES, tokenizer=tokenizer, regularization=torch.ones(3), batch_size=2)
 
 
 def test_two_gloo_ranks_give_the_single_process_result(tiny, tmp_path, capsys):

@@ -26,7 +26,7 @@ from .._results.load import load
 from .._results.sweep import Sweep
 from .._utils.memory import out_of_memory
 from .._utils.text import one_line
-from ..errors import InputError, ProbeError
+from ..errors import InputError, LayerError, ProbeError, RegularizationError
 
 FINISHED = "finished"
 """The subfolder of a corpus folder that holds finished batches."""
@@ -139,10 +139,13 @@ def regularization_or_skip(measure: Callable[[list[list[int]]], dict], batches: 
 
 def solve_or_skip(solve: Callable[[list[int]], list[Sweep]], rows: list[int], store: CorpusStore) -> None:
     """Solves the sentences ``rows`` together; if that fails, each alone, and a sentence that still
-    fails is reported (a warning) and skipped, so it never costs the rest of the corpus."""
+    fails is reported (a warning) and skipped, so it never costs the rest of the corpus. A wrong
+    regularization or layer is the call's mistake, not a sentence's: it is raised at once."""
     try:
         store.add(rows, solve(rows))
         return
+    except (RegularizationError, LayerError):
+        raise
     except (ProbeError, RuntimeError, MemoryError) as err:
         if len(rows) == 1:
             _skip(rows[0], err, store)
@@ -150,6 +153,8 @@ def solve_or_skip(solve: Callable[[list[int]], list[Sweep]], rows: list[int], st
     for i in rows:
         try:
             store.add([i], solve([i]))
+        except (RegularizationError, LayerError):
+            raise
         except (ProbeError, RuntimeError, MemoryError) as err:
             _skip(i, err, store)
 
