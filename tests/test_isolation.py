@@ -17,7 +17,7 @@ from torch import nn
 
 import probe
 
-from _tiny import tiny_bert_folder
+from _tiny import tiny_bert, tiny_bert_folder
 
 ROOT = Path(__file__).resolve().parents[1]
 FAST = dict(samples=4, max_steps=3, scale=1.0)
@@ -61,11 +61,7 @@ def toy_results() -> dict:
 
 @pytest.fixture(scope="module")
 def bert():
-    from transformers import BertConfig, BertModel
-
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
-    return BertModel(config).eval()
+    return tiny_bert()
 
 
 # --- determinism -------------------------------------------------------------------------------

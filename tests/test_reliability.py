@@ -20,6 +20,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 import probe
+from _tiny import tiny_bert
 from probe import Explanation, Sweep
 from probe.errors import FileAccessError, FileFormatError, InputError, ModelError, RegularizationError
 
@@ -34,11 +35,7 @@ LAYERS = ["encoder.layer.0", "encoder.layer.1"]
 @pytest.fixture
 def bert():
     """A tiny randomly initialised BERT (32 wide, 64 positions) that counts its forward passes."""
-    from transformers import BertConfig, BertModel
-
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
-    model = BertModel(config).eval()
+    model = tiny_bert()
     model.calls = 0
 
     def count(module, args):

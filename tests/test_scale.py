@@ -18,6 +18,7 @@ import pytest
 import torch
 
 import probe
+from _tiny import tiny_bert
 from probe._running.buckets import PADDING_ALLOWED, buckets
 from probe._running.corpus_run import CORPUS_TOL
 
@@ -28,11 +29,7 @@ SETTINGS = dict(scale=1.0, samples=4, max_steps=6)
 
 @pytest.fixture(scope="module")
 def bert():
-    from transformers import BertConfig, BertModel
-
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, max_position_embeddings=128)
-    return BertModel(config).eval()
+    return tiny_bert(128)
 
 
 @pytest.fixture(scope="module")

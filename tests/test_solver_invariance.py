@@ -13,6 +13,7 @@ import pytest
 import torch
 
 import probe
+from _tiny import tiny_bert
 from probe._method.noise import sentence_seed, sentence_seeds
 
 LAYERS = ["encoder.layer.0", "encoder.layer.1"]
@@ -23,11 +24,7 @@ SETTINGS = dict(scale=1.0, samples=4, max_steps=12)
 
 @pytest.fixture(scope="module")
 def bert():
-    from transformers import BertConfig, BertModel
-
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=30522, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64, max_position_embeddings=64)
-    return BertModel(config).eval()
+    return tiny_bert()
 
 
 @pytest.fixture(scope="module")
