@@ -205,12 +205,18 @@ def floor(args) -> None:
     print("|---|---:|---:|---:|---:|")
     for layer in (1, 3, 6):
         case, spread = _spread_at_optimum(layer)
-        rms = int(np.ceil((0.5 * np.sqrt(np.mean(spread**2)) / 0.02) ** 2))
+        rms = int(np.ceil(_floor_draws(spread)))
         every = int(np.ceil((0.5 * spread.max() / 0.016) ** 2))
         xb = case.x[None].repeat(16, 1, 1)
         per_draw = median_time(lambda: _forward_backward(case, xb), 3) / 16
         cost = limit(case)
         print(f"| {layer} | {np.median(spread):.2f} / {spread.max():.2f} | {rms} | {every} | {rms * per_draw / cost:.1f} / {every * per_draw / cost:.1f} |")
+
+
+def _floor_draws(spread: np.ndarray, rms_error: float = 0.02) -> float:
+    """Draws a root-mean-square standard error of sigma of ``rms_error`` needs: sigma's relative error
+    is half the energy's, and the energy's falls as one over the square root of the draws."""
+    return float((0.5 * np.sqrt(np.mean(spread**2)) / rms_error) ** 2)
 
 
 def _spread_at_optimum(layer: int):
@@ -323,7 +329,7 @@ def efficiency(args) -> None:
     print("|---|---:|---:|---:|---|")
     for layer in (1, 3, 6):
         case, spread = _spread_at_optimum(layer)
-        floor_draws = (0.5 * np.sqrt(np.mean(spread**2)) / 0.02) ** 2
+        floor_draws = _floor_draws(spread)
         used, steps = [], []
         for seed in range(3):
             rows = [0]
