@@ -68,6 +68,9 @@ def main() -> None:
     parser.add_argument("--paper-iterations", type=int, default=100)
     parser.add_argument("--reference", type=Path, help="where the first setting's result is kept")
     parser.add_argument("--tol", nargs="+", default=["0.01", "default"], help="'default' is the corpus default")
+    parser.add_argument("--reference-solver", nargs="*", default=["max_steps=200", "max_samples=256"], metavar="KEY=VALUE",
+                        help="solver settings of the first (reference) setting only, so that it converges everywhere")
+    parser.add_argument("--checkpoint", type=Path, help="folder where the reference run keeps finished batches (resumable)")
     args = parser.parse_args()
     torch.set_num_threads(1)
     paper_case = minilm_case(3)
@@ -84,6 +87,10 @@ def main() -> None:
     reference = None
     for k, tol in enumerate(args.tol):
         solver = {} if tol == "default" else {"tol": float(tol)}
+        if k == 0:
+            solver.update({key: int(value) for key, value in (item.split("=") for item in args.reference_solver)})
+            if args.checkpoint is not None:
+                solver["checkpoint"] = args.checkpoint
         label = tol
         if k == 0 and args.reference is not None and args.reference.is_file():
             reference = probe.load(args.reference)
