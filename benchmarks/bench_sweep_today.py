@@ -1,6 +1,6 @@
 """Sweeps today against the code when issue 20 was filed (commit f617526), in one run, one thread.
 
-    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_sweep_today.py [--runs 3] [--cases minilm minilm-corpus base] [--old /tmp/probe-f617526] [--no-singles]
+    OMP_NUM_THREADS=1 .venv/bin/python benchmarks/bench_sweep_today.py [--runs 3] [--cases minilm minilm-corpus base] [--old /tmp/probe-f617526] [--parts compare singles]
 
 The old code is a detached git worktree of f617526 (created when missing, outside the repository).
 Each (code, case) runs in its own process with ``PYTHONPATH`` at that code and this repository's
@@ -63,24 +63,18 @@ def build(case: str):
     return model, tokenizer(SEED_SENTENCE, return_tensors="pt"), layers, keywords
 
 
-def timed_sweeps(model, inputs, layers: list[str], keywords: dict, seeds: int) -> list[dict]:
-    """One warm-up step, then one explain per seed: CPU and wall seconds, steps and convergence per layer."""
-    import probe
-
-    rows = []
-    with probe.attach(model, layers if len(layers) > 1 else layers[0]) as p:
-        p.explain(inputs, max_steps=1, min_steps=1, **keywords)
-        for seed in range(seeds):
-            cpu, wall = time.process_time(), time.perf_counter()
-            result = p.explain(inputs, seed=seed, **keywords)
-            cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
-            single = [result] if len(layers) == 1 else [result[n] for n in layers]
-            rows.append({"seed": seed, "cpu": cpu, "wall": wall, "steps": [e.steps for e in single], "converged": [bool(e.converged) for e in single]})
-    return rows
+def timed(p, inputs, layers: list[str], keywords: dict, seed: int) -> dict:
+    """One explain: CPU and wall seconds, steps and convergence per layer."""
+    cpu, wall = time.process_time(), time.perf_counter()
+    result = p.explain(inputs, seed=seed, **keywords)
+    cpu, wall = time.process_time() - cpu, time.perf_counter() - wall
+    single = [result] if len(layers) == 1 else [result[n] for n in layers]
+    return {"seed": seed, "cpu": cpu, "wall": wall, "steps": [e.steps for e in single], "converged": [bool(e.converged) for e in single]}
 
 
 def worker(case: str, seeds: int, singles: bool) -> None:
-    """Runs in a child process: prints one JSON line per sweep (or per single layer and seed)."""
+    """Runs in a child process: prints one JSON line per sweep; with ``singles``, per seed the sweep
+    and then each layer alone (interleaved, so that both see the same machine)."""
     import torch
 
     import probe
@@ -88,11 +82,15 @@ def worker(case: str, seeds: int, singles: bool) -> None:
     torch.set_num_threads(1)
     model, inputs, layers, keywords = build(case)
     print(json.dumps({"probe": probe.__file__, "adapters": probe.adapters.__file__}), flush=True)
-    for name in layers if singles else [None]:
-        chosen = [name] if singles else layers
-        picked = {k: {name: v[name]} if k == "regularization" and singles else v for k, v in keywords.items()}
-        for row in timed_sweeps(model, inputs, chosen, picked, seeds):
-            print(json.dumps({"layer": name, **row}), flush=True)
+    with probe.attach(model, layers) as p:
+        p.explain(inputs, max_steps=1, min_steps=1, **keywords)  # warm-up
+    for seed in range(seeds):
+        with probe.attach(model, layers) as p:
+            print(json.dumps({"layer": None, **timed(p, inputs, layers, keywords, seed)}), flush=True)
+        for name in layers if singles else []:
+            alone = {k: {name: v[name]} if k == "regularization" else v for k, v in keywords.items()}
+            with probe.attach(model, name) as p:
+                print(json.dumps({"layer": name, **timed(p, inputs, [name], alone, seed)}), flush=True)
 
 
 def old_worktree(path: Path) -> Path:
@@ -127,28 +125,37 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=3, help="seeds 0 .. runs-1")
     parser.add_argument("--cases", nargs="+", choices=CASES, default=CASES)
     parser.add_argument("--old", type=Path, default=Path("/tmp/probe-f617526"), help="where the worktree of f617526 is (made if missing)")
-    parser.add_argument("--no-singles", action="store_true", help="skip the single layers (current code)")
+    parser.add_argument("--parts", nargs="+", choices=["compare", "singles", "passes"], default=["compare", "singles", "passes"],
+                        help="compare: old against new; singles: the sweep against its layers alone (new code); passes: the fixed cost of one pass")
     parser.add_argument("--worker", choices=CASES, help=argparse.SUPPRESS)
     parser.add_argument("--singles", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
         return worker(args.worker, args.runs, args.singles)
+    if "compare" in args.parts:
+        compare(args)
+    if "singles" in args.parts:
+        singles(args)
+    if "passes" in args.parts:
+        passes(args)
+
+
+def compare(args) -> None:
     old = old_worktree(args.old.resolve())
     print(f"1 thread, CPU seconds (wall in brackets), medians over seeds 0-{args.runs - 1}; old = {OLD_COMMIT} at {old}, new = {REPO}")
     print("| case | old CPU s | new CPU s | old / new (CPU) | old / new (wall) | old steps per layer | new steps per layer | old converged | new converged |")
     print("|---|---:|---:|---:|---:|---|---|---:|---:|")
-    news = {}
     for case in args.cases:
         before, after = run_worker(old, case, args.runs), run_worker(REPO, case, args.runs)
-        news[case] = after
         steps = lambda rows: "/".join(str(round(statistics.median(r["steps"][i] for r in rows))) for i in range(len(rows[0]["steps"])))
         done = lambda rows: f"{sum(map(sum, (r['converged'] for r in rows)))}/{sum(len(r['converged']) for r in rows)}"
         print(f"| {case} | {median(before, 'cpu'):.2f} ({median(before, 'wall'):.2f}) | {median(after, 'cpu'):.2f} ({median(after, 'wall'):.2f}) "
               f"| {median(before, 'cpu') / median(after, 'cpu'):.2f} | {median(before, 'wall') / median(after, 'wall'):.2f} "
               f"| {steps(before)} | {steps(after)} | {done(before)} | {done(after)} |", flush=True)
-    if args.no_singles:
-        return
-    print("\nnew code: the sweep against the sum of its layers explained alone (CPU s, medians over the same seeds)")
+
+
+def singles(args) -> None:
+    print(f"\nnew code: the sweep against the sum of its layers explained alone, interleaved per seed in one process (CPU s, medians over seeds 0-{args.runs - 1})")
     print("| case | sweep | sum of single layers | sweep / sum | single layers (CPU s) |")
     print("|---|---:|---:|---:|---|")
     for case in args.cases:
@@ -156,10 +163,50 @@ def main() -> None:
         per_layer = {}
         for r in rows:
             per_layer.setdefault(r["layer"], []).append(r["cpu"])
+        sweep = statistics.median(per_layer.pop(None))
         alone = [statistics.median(t) for t in per_layer.values()]
-        sweep = median(news[case], "cpu")
         print(f"| {case} | {sweep:.2f} | {sum(alone):.2f} | {sweep / sum(alone):.3f} | {' / '.join(f'{t:.2f}' for t in alone)} |", flush=True)
 
+
+def pass_seconds(layers, x, rows: int, repeats: int = 15) -> float:
+    """Median CPU seconds of one forward and backward pass of ``rows`` copies of ``x`` through ``layers``."""
+    import torch
+
+    times = []
+    for _ in range(repeats):
+        xb = x.expand(rows, *x.shape[1:]).clone().requires_grad_(True)
+        start = time.process_time()
+        h = xb
+        for layer in layers:
+            out = layer(h)
+            h = out[0] if isinstance(out, tuple) else out
+        torch.autograd.grad(h.square().sum(), xb)
+        times.append(time.process_time() - start)
+    return statistics.median(times)
+
+
+def passes(args) -> None:
+    """What sharing a pass could save: a block stack run once on k x 16 rows (one shared pass for k
+    layers' draws, 16 samples each) against k passes of 16 rows, through the encoder layers alone
+    (probe's hooks would add a fixed cost per pass on top)."""
+    import torch
+
+    torch.set_num_threads(1)
+    print("\none forward and backward pass through the first layers, CPU s per row (medians): does a larger shared pass cost less per row?")
+    print("| case | through | rows | CPU ms per 16 rows | against 16 rows |")
+    print("|---|---|---:|---:|---:|")
+    for case in [c for c in args.cases if c != "minilm-corpus"]:
+        model, inputs, names, _ = build(case)
+        with torch.no_grad():
+            x = model.embeddings(input_ids=inputs["input_ids"])
+        blocks = list(model.encoder.layer)
+        repeats = 7 if len(blocks) <= 6 else 3
+        for o in sorted({0, len(blocks) // 2 - 1, len(blocks) - 1}):
+            base = pass_seconds(blocks[: o + 1], x, 16, repeats)
+            print(f"| {case} | {names[o]} | 16 | {base * 1000:.1f} | 1 |", flush=True)
+            for rows in (32, 16 * len(blocks)):
+                per16 = pass_seconds(blocks[: o + 1], x, rows, repeats) * 16 / rows
+                print(f"| {case} | {names[o]} | {rows} | {per16 * 1000:.1f} | {per16 / base:.3f} |", flush=True)
 
 if __name__ == "__main__":
     main()
