@@ -230,3 +230,27 @@ def test_a_tokens_samples_are_kept_while_sigma_stays_near_where_they_were_drawn(
     _solver._average(t, energies)
     _solver._move(t, torch.tensor([0.6]), math.log(2.0), 10.0, RATE)
     assert t.count.tolist() == [0]
+
+
+def test_draws_follow_the_precision_asked_for():
+    """Each step draws what the standard error says is still needed, so the draws grow as 1/tol**2
+    (13x from tol 0.018 to 0.005) and an easy target stops near the Monte Carlo floor instead of at
+    a fixed schedule (3 steps of 16 draws before)."""
+    W = torch.tensor(TOY_W)
+    x = sentence(5, 256, seed=3)
+
+    def draws(tol: float, seed: int) -> int:
+        rows = [0]
+
+        def phi(xb: torch.Tensor) -> torch.Tensor:
+            if torch.is_grad_enabled():
+                rows[0] += xb.shape[0]
+            return torch.einsum("n,bnk->bk", W, xb)
+
+        assert probe.explain(phi, x, scale=1.0, batched_phi=True, seed=seed, tol=tol, max_steps=200).converged
+        return rows[0] - 1  # less the one row that sizes the memory chunks
+
+    loose = np.median([draws(0.018, s) for s in range(5)])
+    tight = np.median([draws(0.005, s) for s in range(5)])
+    assert loose < 30
+    assert 8 < tight / loose < 18
