@@ -18,8 +18,9 @@ Two stages, both batched over every sentence and every explained layer at once:
    tokens of ``stderr / sigma`` is below ``tol``.
    For a small output the other tokens' noise dominates each token's gradient (cross terms); the
    exact Jacobian's first-order model, whose sampled gradient carries the same cross terms and whose
-   mean is known, is subtracted as a control variate, and a target whose precision lags draws more
-   samples per step.
+   mean is known, is subtracted as a control variate. After the first step of ``samples`` draws,
+   each step draws what the standard error says is still needed (``_grown``), so an easy layer
+   stops near the Monte Carlo floor and a hard one draws up to ``max_samples`` per step.
 """
 
 from __future__ import annotations
@@ -37,8 +38,10 @@ from .start import exact_start, fixed_point, linear_start, rows_of_energy
 
 MOVED = 0.15
 """A step in log sigma beyond this (about 16%) restarts the token's energy average."""
-GROW_AFTER = 10
-"""Further steps a target may need at its current samples per step before it draws twice as many."""
+TOP_UP = 2
+"""Fewest draws a step adds: a last top-up of one draw would cost a whole pass for little."""
+TRUSTED = 16
+"""Draws after which a token's standard error is trusted to declare ``tol`` out of reach."""
 JACOBIAN_MAX = 16
 """Outputs of at most this many elements per sentence (a logit, a neuron, a projection) get their
 exact Jacobian from one backward pass per element and use it as a control variate (see ``start.exact_start``)."""
@@ -61,7 +64,7 @@ class _Target:
     element_weight: torch.Tensor | None = None  # [D], the output's weight per element
     linear: torch.Tensor | None = None  # [n] float64: the exact energy of the first-order model
     steps: int = 0
-    samples: int = 0  # noise samples per step, grown while the precision lags
+    samples: int = 0  # noise samples of the next step (0: the first step's ``settings.samples``)
     converged: bool = False
     curve: list[float] = field(default_factory=list)
 
@@ -144,7 +147,7 @@ def _refine(forward, x, clean, weights, active, scale, rate, settings, chunk) ->
     their samples per step, so a sentence draws as many as it needs itself, whatever its batch.
     """
     def drawn(t: _Target) -> int:
-        return max(t.samples, settings.samples)
+        return t.samples or settings.samples
 
     for o, samples in sorted({(t.output, drawn(t)) for t in active}):
         group = [t for t in active if t.output == o and drawn(t) == samples]
@@ -162,16 +165,29 @@ def _refine(forward, x, clean, weights, active, scale, rate, settings, chunk) ->
 
 
 def _grown(t: _Target, samples: int, error: float, settings: SolverSettings) -> int:
-    """Samples per step for the next step: doubled while the samples still needed to reach ``tol``
-    (the standard error falls as one over the square root of their number) exceed ``GROW_AFTER``
-    steps, unless even ``max_samples`` per step could not reach it within ``max_steps``: then the
-    solve stays cheap and ends unconverged."""
-    if t.converged or not math.isfinite(error) or samples >= settings.max_samples:
+    """Samples for the next step: the draws the standard error says are still needed to reach
+    ``tol`` (it falls as one over the square root of their number), at least ``TOP_UP`` and at most
+    ``max_samples``. So an easy layer stops near the Monte Carlo floor instead of at a fixed
+    schedule. Once the error is ``TRUSTED`` and says that even ``max_samples`` per step could not
+    reach ``tol`` within ``max_steps``, the solve stays cheap and ends unconverged."""
+    if t.converged or not math.isfinite(error):
         return samples
     held = float(t.count[t.tokens].min())
     needed = held * ((error / settings.tol) ** 2 - 1)
-    reachable = needed <= (settings.max_steps - t.steps) * settings.max_samples
-    return min(2 * samples, settings.max_samples) if reachable and needed > GROW_AFTER * samples else samples
+    if held >= TRUSTED and needed > (settings.max_steps - t.steps) * settings.max_samples:
+        return samples
+    return min(settings.max_samples, _rung(max(TOP_UP, needed)))
+
+
+def _rung(draws: float) -> int:
+    """The smallest of 2, 3, 4, 6, 8, 12, ... (powers of two and one and a half times them) that
+    holds ``draws``: sentences of a batch whose needs differ a little share one pass per step.
+
+    >>> [_rung(d) for d in (2, 2.5, 5, 7, 13, 40)]
+    [2, 3, 6, 8, 16, 48]
+    """
+    power = 2 ** max(1, math.floor(math.log2(draws)))
+    return next(r for r in (power, 3 * power // 2, 2 * power) if r >= draws)
 
 
 def _sample_gradients(forward, x, clean, weight, output, group, samples, chunk):
