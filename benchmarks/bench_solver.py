@@ -2,7 +2,7 @@
 
 The case of bench_engine.py: all-MiniLM-L6-v2, the seed's sentence (14 tokens), scale 10 x the
 word-embedding std, rate 0.1, the regularization from benchmarks/corpus.txt. One run, 1 torch thread,
-medians. Sections (all by default, or name some):
+medians of CPU seconds. Sections (all by default, or name some):
 
   precision  probe.explain at defaults on layers 1, 3 and 6 (seeds 0-2) against a high-precision
              optimum: benchmarks/_reference.reference_optimum (Adam, 32 samples x 400 steps, cosine
@@ -62,9 +62,11 @@ PROBES = 4
 
 
 def timed(fn):
-    start = time.perf_counter()
+    """CPU seconds of ``fn`` in this process (one thread: what other jobs on a shared machine do not
+    inflate, as wall-clock seconds are) and its result."""
+    start = time.process_time()
     out = fn()
-    return time.perf_counter() - start, out
+    return time.process_time() - start, out
 
 
 def median_time(fn, runs: int) -> float:
