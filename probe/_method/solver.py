@@ -177,9 +177,16 @@ def _grown(t: _Target, samples: int, error: float, settings: SolverSettings) -> 
 def _sample_gradients(forward, x, clean, weight, output, group, samples, chunk):
     """Per-sample gradients of the data term with respect to ``log sigma`` [targets, samples, n] and
     the data term of each target, from ``samples`` fresh Gaussian draws per target pushed through
-    the model in chunks."""
+    the model in chunks. A small output's draws come in antithetic pairs and its gradients are
+    returned as pair means [targets, samples // 2, n] (see ``_pair_means``)."""
     n, K = x.shape[1:]
-    z = torch.cat([_noise.gaussian(t.generator, samples, t.tokens, K, x) for t in group])
+    paired = group[0].jacobian is not None
+    if paired:
+        half = (samples + 1) // 2
+        samples = 2 * half
+        z = torch.cat([torch.cat([d, -d]) for d in (_noise.gaussian(t.generator, half, t.tokens, K, x) for t in group)])
+    else:
+        z = torch.cat([_noise.gaussian(t.generator, samples, t.tokens, K, x) for t in group])
     rows = torch.tensor([t.sentence for t in group], device=x.device).repeat_interleave(samples)
     owner = torch.arange(len(group), device=x.device).repeat_interleave(samples)
     log_sigma = torch.stack([t.log_sigma for t in group]).detach()
@@ -197,9 +204,24 @@ def _sample_gradients(forward, x, clean, weight, output, group, samples, chunk):
         grads[sl] = g.to(torch.float64)
         data.index_add_(0, who, energy.detach().to(torch.float64) / samples)
     grads = grads.reshape(len(group), samples, n)
-    if group[0].jacobian is not None:
+    if paired:
         _subtract_first_order(group, log_sigma, z, samples, grads, data)
+        grads = _pair_means(grads)
     return grads, data
+
+
+def _pair_means(grads: torch.Tensor) -> torch.Tensor:
+    """The means of antithetic pairs: [targets, 2 h, n] whose draws ``h + p`` are minus draws ``p``
+    -> [targets, h, n].
+
+    After the first-order control variate a small output's per-sample gradient keeps the model's
+    nonlinear remainder; its odd part in the noise (the linear change times the quadratic one, and
+    the Jacobian's first change times the linear one) is what dominates at the noise scale of a
+    saturated readout, and a pair ``z, -z`` cancels it exactly. The two halves of a pair are not
+    independent, so the pair means are the independent draws the standard error counts.
+    """
+    half = grads.shape[1] // 2
+    return (grads[:, :half] + grads[:, half:]) / 2
 
 
 def _subtract_first_order(group, log_sigma, z, samples, grads, data) -> None:
