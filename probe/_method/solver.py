@@ -177,16 +177,15 @@ def _grown(t: _Target, samples: int, error: float, settings: SolverSettings) -> 
 def _sample_gradients(forward, x, clean, weight, output, group, samples, chunk):
     """Per-sample gradients of the data term with respect to ``log sigma`` [targets, samples, n] and
     the data term of each target, from ``samples`` fresh Gaussian draws per target pushed through
-    the model in chunks. A small output's draws come in antithetic pairs and its gradients are
-    returned as pair means [targets, samples // 2, n] (see ``_pair_means``)."""
+    the model in chunks. A small output's samples are antithetic pairs of draws, returned as pair
+    means (see ``_pair_means``): each is one independent estimate, as a draw is for a state, so the
+    schedule, the stopping test and the budget count them alike, at two draws each."""
     n, K = x.shape[1:]
     paired = group[0].jacobian is not None
+    z = torch.cat([_noise.gaussian(t.generator, samples, t.tokens, K, x) for t in group])
     if paired:
-        half = (samples + 1) // 2
-        samples = 2 * half
-        z = torch.cat([torch.cat([d, -d]) for d in (_noise.gaussian(t.generator, half, t.tokens, K, x) for t in group)])
-    else:
-        z = torch.cat([_noise.gaussian(t.generator, samples, t.tokens, K, x) for t in group])
+        z = torch.cat([torch.cat([d, -d]) for d in z.split(samples)])
+        samples = 2 * samples
     rows = torch.tensor([t.sentence for t in group], device=x.device).repeat_interleave(samples)
     owner = torch.arange(len(group), device=x.device).repeat_interleave(samples)
     log_sigma = torch.stack([t.log_sigma for t in group]).detach()
@@ -215,10 +214,11 @@ def _pair_means(grads: torch.Tensor) -> torch.Tensor:
     -> [targets, h, n].
 
     After the first-order control variate a small output's per-sample gradient keeps the model's
-    nonlinear remainder; its odd part in the noise (the linear change times the quadratic one, and
-    the Jacobian's first change times the linear one) is what dominates at the noise scale of a
-    saturated readout, and a pair ``z, -z`` cancels it exactly. The two halves of a pair are not
-    independent, so the pair means are the independent draws the standard error counts.
+    nonlinear remainder. A pair ``z, -z`` cancels its odd part in the noise exactly (the linear
+    change times the quadratic one, and the Jacobian's first change times the linear one): all of a
+    quadratic readout's noise but its fourth-order term. Where higher orders dominate (MiniLM's
+    last layer) a pair is worth two independent draws, no less. The two halves of a pair are not
+    independent, so the pair means are the independent estimates the standard error counts.
     """
     half = grads.shape[1] // 2
     return (grads[:, :half] + grads[:, half:]) / 2
