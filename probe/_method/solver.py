@@ -18,8 +18,9 @@ Two stages, both batched over every sentence and every explained layer at once:
    tokens of ``stderr / sigma`` is below ``tol``.
    For a small output the other tokens' noise dominates each token's gradient (cross terms); the
    exact Jacobian's first-order model, whose sampled gradient carries the same cross terms and whose
-   mean is known, is subtracted as a control variate, and a target whose precision lags draws more
-   samples per step.
+   mean is known, is subtracted as a control variate; its draws come in antithetic pairs, which
+   cancel the remainder's odd part, and a pair counts as one sample. A target whose precision lags
+   draws more samples per step.
 """
 
 from __future__ import annotations
