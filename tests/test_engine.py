@@ -85,7 +85,8 @@ def test_linear_phi_reaches_the_closed_form(W, regularized):
         mean_inv_r2 = 1 / float((Wt.double() @ x.double()).square().mean())
     assert exp.converged
     error = relative_error(exp.sigma, closed_form(W, mean_inv_r2, 1.0))
-    assert error.mean() < 0.02 and error.max() < 0.05  # default tol: 2% standard error, RMS over tokens
+    # default tol: 1.8% standard error, RMS over tokens (mean error about 1.4% over seeds; bounds at about 2 standard errors)
+    assert error.mean() < 0.03 and error.max() < 0.06
 
 
 def test_many_samples_converge_to_the_optimum_not_near_it():
@@ -110,11 +111,11 @@ def test_words_the_hidden_state_ignores_sit_at_the_ceiling():
 
 
 def test_seed_readme_toy_through_explain(toy):
-    """Default settings stop at a 2% standard error; a tighter tol gets closer."""
+    """Default settings stop at a 1.8% standard error (RMS); a tighter tol gets closer."""
     W, x, regularization, exp = toy
     expected = closed_form(TOY_W, float(np.mean(1 / np.square(regularization))), 1.0)
-    assert relative_error(exp.sigma, expected).mean() < 0.02
-    assert relative_error(exp.sigma, expected).max() < 0.04
+    assert relative_error(exp.sigma, expected).mean() < 0.03
+    assert relative_error(exp.sigma, expected).max() < 0.06
     precise = probe.explain(lambda v: W @ v, x, regularization=regularization, scale=1.0, tol=0.004)
     assert relative_error(precise.sigma, expected).max() < 0.015
     order = [exp.words[i] for i in exp.sigma.argsort().tolist()]
@@ -135,7 +136,7 @@ def test_result_records_loss_convergence_steps_and_settings(toy):
 
 def test_settings_are_keyword_arguments_and_recorded():
     x = sentence(3, 32, seed=7)
-    exp = probe.explain(linear(torch.tensor([1.0, 2.0, 3.0])), x, scale=1.0, samples=8, max_steps=5, seed=11)
+    exp = probe.explain(linear(torch.tensor([1.0, 2.0, 3.0])), x, scale=1.0, samples=8, max_steps=5, tol=1e-6, seed=11)
     assert exp.steps == 5 and len(exp.curve) == 5
     assert exp.settings["solver.samples"] == "8" and exp.settings["solver.max_steps"] == "5"
     assert exp.settings["seed"] == "11"
@@ -229,3 +230,27 @@ def test_a_tokens_samples_are_kept_while_sigma_stays_near_where_they_were_drawn(
     _solver._average(t, energies)
     _solver._move(t, torch.tensor([0.6]), math.log(2.0), 10.0, RATE)
     assert t.count.tolist() == [0]
+
+
+def test_draws_follow_the_precision_asked_for():
+    """Each step draws what the standard error says is still needed, so the draws grow as 1/tol**2
+    (13x from tol 0.018 to 0.005) and an easy target stops near the Monte Carlo floor instead of at
+    a fixed schedule (3 steps of 16 draws before)."""
+    W = torch.tensor(TOY_W)
+    x = sentence(5, 256, seed=3)
+
+    def draws(tol: float, seed: int) -> int:
+        rows = [0]
+
+        def phi(xb: torch.Tensor) -> torch.Tensor:
+            if torch.is_grad_enabled():
+                rows[0] += xb.shape[0]
+            return torch.einsum("n,bnk->bk", W, xb)
+
+        assert probe.explain(phi, x, scale=1.0, batched_phi=True, seed=seed, tol=tol, max_steps=200).converged
+        return rows[0] - 1  # less the one row that sizes the memory chunks
+
+    loose = np.median([draws(0.018, s) for s in range(5)])
+    tight = np.median([draws(0.005, s) for s in range(5)])
+    assert loose < 30
+    assert 8 < tight / loose < 18

@@ -90,7 +90,7 @@ def test_corpus_on_mixed_lengths_equals_one_at_a_time(bert, tokenizer, alone):
     with probe.attach(bert, LAYERS) as p:
         reg = p.regularization(tokenizer(text, return_tensors="pt") for text in MIXED)
         single = [p.explain(tokenizer(text, return_tensors="pt"), regularization=reg, seed=3, **SETTINGS) for text in MIXED]
-    result = probe.corpus(bert, LAYERS, MIXED, tokenizer=tokenizer, regularization=reg, seed=3, batch_size=4, tol=0.02, **SETTINGS)
+    result = probe.corpus(bert, LAYERS, MIXED, tokenizer=tokenizer, regularization=reg, seed=3, batch_size=4, tol=probe.SolverSettings().tol, **SETTINGS)
     for j, expected in enumerate(single):
         assert torch.allclose(result.sigma[j], expected.sigma, rtol=1e-4, atol=0)
 

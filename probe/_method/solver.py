@@ -19,8 +19,9 @@ Two stages, both batched over every sentence and every explained layer at once:
    For a small output the other tokens' noise dominates each token's gradient (cross terms); the
    exact Jacobian's first-order model, whose sampled gradient carries the same cross terms and whose
    mean is known, is subtracted as a control variate; its draws come in antithetic pairs, which
-   cancel the remainder's odd part, and a pair counts as one sample. A target whose precision lags
-   draws more samples per step.
+   cancel the remainder's odd part, and a pair counts as one sample. After the first step of
+   ``samples`` samples, each step draws what the standard error says is still needed (``_grown``),
+   so an easy layer stops near the Monte Carlo floor and a hard one draws up to ``max_samples`` per step.
 """
 
 from __future__ import annotations
@@ -32,14 +33,17 @@ from dataclasses import dataclass, field
 import torch
 
 from . import noise as _noise
+from .control import antithetic, pair_means, subtract_first_order
 from .objective import penalty
 from .settings import Solution, SolverSettings
 from .start import exact_start, fixed_point, linear_start, rows_of_energy
 
 MOVED = 0.15
 """A step in log sigma beyond this (about 16%) restarts the token's energy average."""
-GROW_AFTER = 10
-"""Further steps a target may need at its current samples per step before it draws twice as many."""
+TOP_UP = 2
+"""Fewest draws a step adds: a last top-up of one draw would cost a whole pass for little."""
+TRUSTED = 16
+"""Draws after which a token's standard error is trusted to declare ``tol`` out of reach."""
 JACOBIAN_MAX = 16
 """Outputs of at most this many elements per sentence (a logit, a neuron, a projection) get their
 exact Jacobian from one backward pass per element and use it as a control variate (see ``start.exact_start``)."""
@@ -62,7 +66,7 @@ class _Target:
     element_weight: torch.Tensor | None = None  # [D], the output's weight per element
     linear: torch.Tensor | None = None  # [n] float64: the exact energy of the first-order model
     steps: int = 0
-    samples: int = 0  # noise samples per step, grown while the precision lags
+    samples: int = 0  # noise samples of the next step (0: the first step's ``settings.samples``)
     converged: bool = False
     curve: list[float] = field(default_factory=list)
 
@@ -145,7 +149,7 @@ def _refine(forward, x, clean, weights, active, scale, rate, settings, chunk) ->
     their samples per step, so a sentence draws as many as it needs itself, whatever its batch.
     """
     def drawn(t: _Target) -> int:
-        return max(t.samples, settings.samples)
+        return t.samples or settings.samples
 
     for o, samples in sorted({(t.output, drawn(t)) for t in active}):
         group = [t for t in active if t.output == o and drawn(t) == samples]
@@ -163,30 +167,42 @@ def _refine(forward, x, clean, weights, active, scale, rate, settings, chunk) ->
 
 
 def _grown(t: _Target, samples: int, error: float, settings: SolverSettings) -> int:
-    """Samples per step for the next step: doubled while the samples still needed to reach ``tol``
-    (the standard error falls as one over the square root of their number) exceed ``GROW_AFTER``
-    steps, unless even ``max_samples`` per step could not reach it within ``max_steps``: then the
-    solve stays cheap and ends unconverged."""
-    if t.converged or not math.isfinite(error) or samples >= settings.max_samples:
+    """Samples for the next step: the draws the standard error says are still needed to reach
+    ``tol`` (it falls as one over the square root of their number), at least ``TOP_UP`` and at most
+    ``max_samples``. So an easy layer stops near the Monte Carlo floor instead of at a fixed
+    schedule. Once the error is ``TRUSTED`` and says that even ``max_samples`` per step could not
+    reach ``tol`` within ``max_steps``, the solve stays cheap and ends unconverged."""
+    if t.converged or not math.isfinite(error):
         return samples
     held = float(t.count[t.tokens].min())
     needed = held * ((error / settings.tol) ** 2 - 1)
-    reachable = needed <= (settings.max_steps - t.steps) * settings.max_samples
-    return min(2 * samples, settings.max_samples) if reachable and needed > GROW_AFTER * samples else samples
+    if held >= TRUSTED and needed > (settings.max_steps - t.steps) * settings.max_samples:
+        return samples
+    return min(settings.max_samples, _rung(max(TOP_UP, needed)))
+
+
+def _rung(draws: float) -> int:
+    """The smallest of 2, 3, 4, 6, 8, 12, ... (powers of two and one and a half times them) that
+    holds ``draws``: sentences of a batch whose needs differ a little share one pass per step.
+
+    >>> [_rung(d) for d in (2, 2.5, 5, 7, 13, 40)]
+    [2, 3, 6, 8, 16, 48]
+    """
+    power = 2 ** max(1, math.floor(math.log2(draws)))
+    return next(r for r in (power, 3 * power // 2, 2 * power) if r >= draws)
 
 
 def _sample_gradients(forward, x, clean, weight, output, group, samples, chunk):
     """Per-sample gradients of the data term with respect to ``log sigma`` [targets, samples, n] and
     the data term of each target, from ``samples`` fresh Gaussian draws per target pushed through
     the model in chunks. A small output's samples are antithetic pairs of draws, returned as pair
-    means (see ``_pair_means``): each is one independent estimate, as a draw is for a state, so the
+    means (see ``control.pair_means``): each is one independent estimate, as a draw is for a state, so the
     schedule, the stopping test and the budget count them alike, at two draws each."""
     n, K = x.shape[1:]
     paired = group[0].jacobian is not None
     z = torch.cat([_noise.gaussian(t.generator, samples, t.tokens, K, x) for t in group])
     if paired:
-        z = torch.cat([torch.cat([d, -d]) for d in z.split(samples)])
-        samples = 2 * samples
+        z, samples = antithetic(z, samples), 2 * samples
     rows = torch.tensor([t.sentence for t in group], device=x.device).repeat_interleave(samples)
     owner = torch.arange(len(group), device=x.device).repeat_interleave(samples)
     log_sigma = torch.stack([t.log_sigma for t in group]).detach()
@@ -205,38 +221,9 @@ def _sample_gradients(forward, x, clean, weight, output, group, samples, chunk):
         data.index_add_(0, who, energy.detach().to(torch.float64) / samples)
     grads = grads.reshape(len(group), samples, n)
     if paired:
-        _subtract_first_order(group, log_sigma, z, samples, grads, data)
-        grads = _pair_means(grads)
+        subtract_first_order(group, log_sigma, z, samples, grads, data)
+        grads = pair_means(grads)
     return grads, data
-
-
-def _pair_means(grads: torch.Tensor) -> torch.Tensor:
-    """The means of antithetic pairs: [targets, 2 h, n] whose draws ``h + p`` are minus draws ``p``
-    -> [targets, h, n].
-
-    After the first-order control variate a small output's per-sample gradient keeps the model's
-    nonlinear remainder. A pair ``z, -z`` cancels its odd part in the noise exactly (the linear
-    change times the quadratic one, and the Jacobian's first change times the linear one): all of a
-    quadratic readout's noise but its fourth-order term. Where higher orders dominate (MiniLM's
-    last layer) a pair is worth two independent draws, no less. The two halves of a pair are not
-    independent, so the pair means are the independent estimates the standard error counts.
-    """
-    half = grads.shape[1] // 2
-    return (grads[:, :half] + grads[:, half:]) / 2
-
-
-def _subtract_first_order(group, log_sigma, z, samples, grads, data) -> None:
-    """The control variate: minus the first-order model's sampled gradient and data term, plus their
-    exact means (``2 sigma_i**2 a_i`` and ``sum_i sigma_i**2 a_i``). Unbiased whatever ``J``."""
-    for j, t in enumerate(group):
-        sigma = torch.exp(log_sigma[j])
-        step = sigma[None, :, None] * z[j * samples : (j + 1) * samples]  # [S, n, K]
-        change = torch.einsum("dik,sik->sd", t.jacobian, step)  # the first-order output change
-        weighted = change * t.element_weight[None]
-        per_token = torch.einsum("sd,dik,sik->si", weighted, t.jacobian, step).to(torch.float64)
-        sigma2 = sigma.to(torch.float64).square()
-        grads[j] += (2 * sigma2 * t.linear)[None] - 2 * per_token
-        data[j] += float((sigma2 * t.linear).sum()) - float((weighted * change).sum()) / samples
 
 
 def _average(t: _Target, energies: torch.Tensor) -> None:

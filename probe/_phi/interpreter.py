@@ -81,15 +81,15 @@ class Interpreter(nn.Module):
         log_ratio = torch.log(ratios[:, 0])
         return data + penalty(log_ratio + np.log(self.scale), torch.ones_like(log_ratio, dtype=torch.bool), self.scale, self.rate)
 
-    def optimize(self, iteration: int = 5000, lr: float = 0.01, show_progress: bool = False, samples: int = 16) -> None:
+    def optimize(self, iteration: int = 5000, lr: float = 0.01, show_progress: bool = False, samples: int = SolverSettings.samples) -> None:
         """Fits sigma to the optimum of the seed's loss in at most ``iteration`` steps, stopping as
         soon as it is there.
 
-        The seed runs ``iteration`` single-sample Adam steps at ``lr``. Here each step pushes
-        ``samples`` noise draws through ``Phi`` as one batch (``Phi`` is vectorised with
-        ``torch.func.vmap`` when it allows, else called once per draw) and moves sigma to the
-        fixed point of the loss's gradient, from the linearised start; the solve stops once
-        sigma's standard error is below 2% (``explanation().converged``), usually after 3 to 15
+        The seed runs ``iteration`` single-sample Adam steps at ``lr``. Here the first step pushes
+        ``samples`` noise draws through ``Phi`` as one batch and each later step what the precision
+        still needs (``Phi`` is vectorised with ``torch.func.vmap`` when it allows, else called once
+        per draw); each step moves sigma to the fixed point of the loss's gradient, from the linearised start; the solve stops once
+        sigma's standard error is below 1.8% RMS (``explanation().converged``), usually after 2 to 15
         steps, so ``iteration`` is the most steps, not the number. ``lr`` is kept for the seed's
         signature and recorded; fixed-point steps need no learning rate. ``torch.manual_seed``
         before the call makes it reproducible, as in the seed.
