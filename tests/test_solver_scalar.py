@@ -75,7 +75,7 @@ class QuadraticReadout:
 def test_a_quadratic_readout_reaches_its_closed_form_with_honest_error_bars():
     """Antithetic pairs (z, -z) cancel the odd part of what the first-order control variate leaves,
     which is all of a quadratic readout's noise but its fourth-order term: the solve lands within
-    0.05% of the exact optimum (0.44% mean with independent draws, same defaults), and the standard
+    0.05% of the exact optimum (0.77% mean with independent draws, same defaults), and the standard
     error, counted over pairs, still covers the error: most words within 2 of theirs, over 10 seeds."""
     readout = QuadraticReadout()
     optimum = readout.optimum()
