@@ -2,7 +2,7 @@
 
 The case of bench_engine.py: all-MiniLM-L6-v2, the seed's sentence (14 tokens), scale 10 x the
 word-embedding std, rate 0.1, the regularization from benchmarks/corpus.txt. One run, 1 torch thread,
-medians. Sections (all by default, or name some):
+medians of CPU seconds. Sections (all by default, or name some):
 
   precision  probe.explain at defaults on layers 1, 3 and 6 (seeds 0-2) against a high-precision
              optimum: benchmarks/_reference.reference_optimum (Adam, 32 samples x 400 steps, cosine
@@ -30,7 +30,11 @@ medians. Sections (all by default, or name some):
   scalar     one number, the held-out case: MiniLM's last-layer [CLS] projected on a fixed random
              unit direction (seed 0), probe.explain at defaults (seeds 0-2) against a stored
              optimum (key "6-cls-projection": _reference.reference_optimum, 64 samples x 400 steps,
-             warm-started from the exact linearised start); error, time, converged, stderr
+             warm-started from the exact linearised start); error, time, converged, stderr, and
+             the words within 2 and 3 standard errors of it (seeds 0 .. --scalar-seeds - 1)
+  scalar_floor  the held-out case's Monte Carlo floor: each word's per-draw spread of the energy
+             estimate the solver forms for one number at the stored optimum (--floor-pairs antithetic
+             pairs), single draws against pair means, and the draws each needs for 2% RMS
   efficiency the draws probe.explain spends at defaults (rows pushed through Phi with gradients: the
              refinement's draws; median over seeds 0-2) over the draws the measured Monte Carlo floor
              needs for the same tol (the default, 1.8% RMS; see floor), per layer, seeds 0-7 (--calibration-seeds)
@@ -62,9 +66,11 @@ PROBES = 4
 
 
 def timed(fn):
-    start = time.perf_counter()
+    """CPU seconds of ``fn`` in this process (one thread: what other jobs on a shared machine do not
+    inflate, as wall-clock seconds are) and its result."""
+    start = time.process_time()
     out = fn()
-    return time.perf_counter() - start, out
+    return time.process_time() - start, out
 
 
 def median_time(fn, runs: int) -> float:
@@ -291,7 +297,9 @@ def weighting(args) -> None:
             print(f"| {name} | {seconds:.2f} | {seconds / base:.2f} | {converged} | {steps} | {rho} |")
 
 
-def scalar(args) -> None:
+def _projection_case():
+    """The held-out one-number case: MiniLM's last layer, and its [CLS] state projected on a fixed
+    random unit direction (seed 0) as a batched Phi [B, n, K] -> [B, 1]."""
     case = minilm_case(6)
     direction = torch.randn(case.x.shape[1], generator=torch.Generator().manual_seed(0))
     direction = direction / direction.norm()
@@ -299,6 +307,11 @@ def scalar(args) -> None:
     def projection(xb: torch.Tensor) -> torch.Tensor:
         return (case.phi_batched(xb)[:, 0] @ direction)[:, None]
 
+    return case, projection
+
+
+def scalar(args) -> None:
+    case, projection = _projection_case()
     stored = json.loads(OPTIMUM_PATH.read_text())
     if args.no_reference:
         print("\n## one number: MiniLM last-layer [CLS] on a fixed direction, probe.explain at defaults, no reference")
@@ -312,15 +325,68 @@ def scalar(args) -> None:
         stored["6-cls-projection"] = reference_optimum(case.x, projection, case.scale, 0.1, None, samples=64, steps=400, init_sigma=start, seed=1).tolist()
         OPTIMUM_PATH.write_text(json.dumps(stored, indent=1) + "\n")
     ref = np.asarray(stored["6-cls-projection"])
-    print("\n## one number: MiniLM last-layer [CLS] on a fixed direction, probe.explain at defaults (budget: max_samples 64 x max_steps 40 draws)")
-    print("| seed | time (s) | converged | steps | mean rel. error | max rel. error | stderr/sigma (RMS) | words within 2 / 3 stderr |")
-    print("|---|---:|---|---:|---:|---:|---:|---|")
-    for seed in range(3):
-        seconds, e = timed(lambda s=seed: probe.explain(projection, case.x, scale=case.scale, batched_phi=True, seed=s))
+    print("\n## one number: MiniLM last-layer [CLS] on a fixed direction, probe.explain at defaults (budget: max_samples 64 x max_steps 40 samples, each an antithetic pair of draws)")
+    print("| seed | time (s) | converged | steps | draws | mean rel. error | max rel. error | stderr/sigma (RMS) | words within 2 / 3 stderr |")
+    print("|---|---:|---|---:|---:|---:|---:|---:|---|")
+    for seed in range(args.scalar_seeds):
+        rows = [0]
+
+        def counted(xb: torch.Tensor, rows=rows) -> torch.Tensor:
+            if torch.is_grad_enabled():
+                rows[0] += xb.shape[0]
+            return projection(xb)
+
+        seconds, e = timed(lambda s=seed: probe.explain(counted, case.x, scale=case.scale, batched_phi=True, seed=s))
         error = np.abs(e.sigma.numpy() / ref - 1)
         z = np.abs(e.sigma.numpy() - ref) / e.stderr.numpy()
         relative = float((e.stderr / e.sigma).square().mean().sqrt())
-        print(f"| {seed} | {seconds:.1f} | {e.converged} | {e.steps} | {100 * error.mean():.2f}% | {100 * error.max():.2f}% | {100 * relative:.2f}% | {(z <= 2).mean():.0%} / {(z <= 3).mean():.0%} |")
+        print(f"| {seed} | {seconds:.1f} | {e.converged} | {e.steps} | {rows[0]} | {100 * error.mean():.2f}% | {100 * error.max():.2f}% | {100 * relative:.2f}% | {(z <= 2).mean():.0%} / {(z <= 3).mean():.0%} |")
+
+
+def scalar_floor(args) -> None:
+    """The one-number estimator's Monte Carlo floor at the stored optimum of the held-out case."""
+    case, projection = _projection_case()
+    sigma = torch.tensor(json.loads(OPTIMUM_PATH.read_text())["6-cls-projection"], dtype=case.x.dtype)
+    single, pairs, energy = _scalar_energies(case, projection, sigma, args.floor_pairs)
+    below = sigma.numpy() < 0.9 * case.scale
+    spread = (single.std(0) / energy).numpy()
+    pair_spread = (pairs.std(0) / energy).numpy()
+    print(f"\n## one number: the Monte Carlo floor at the stored optimum ({2 * args.floor_pairs} draws as {args.floor_pairs} antithetic pairs, 1 thread)")
+    print(f"{below.sum()} of {len(below)} words below 0.9 of the ceiling; spread relative to each word's energy at the optimum (the fixed point's); draws for 2% RMS over them (sigma's error is half the energy's)")
+    print("| estimator | per-draw rel. spread (median over those words) | draws for 2% RMS |")
+    print("|---|---:|---:|")
+    print(f"| first-order control variate, single draws | {np.median(spread[below]):.2f} | {_floor_draws(spread[below]):.0f} |")
+    print(f"| the same, antithetic pair means (2 draws each) | {np.median(pair_spread[below]):.2f} | {2 * _floor_draws(pair_spread[below]):.0f} |")
+    print("per word (sigma / ceiling: single / pair spread): " + ", ".join(f"{r:.2f}: {a:.1f} / {b:.1f}" for r, a, b in zip(sigma.numpy() / case.scale, spread, pair_spread)))
+    ratio = (single.mean(0) / energy).numpy()[below]
+    print(f"sample mean over the fixed point's energy, those words: median {np.median(ratio):.2f}, range {ratio.min():.2f} to {ratio.max():.2f} (1 within the sample's noise if the stored optimum is right)")
+
+
+def _scalar_energies(case, projection, sigma: torch.Tensor, pairs: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Each word's energy estimate as the solver forms it for one number: the sampled gradient in
+    log sigma minus the exact Jacobian's first-order model plus its mean, over 2 sigma**2; per draw
+    [2 pairs, n] and per antithetic pair [pairs, n]. Also each word's mean energy at the optimum,
+    from the fixed point ``sigma**2 = rate / (2 n a w)`` with the seed's weight ``w = 1 / s**2``
+    (exact below the ceiling, where a sample mean of draws this noisy is not)."""
+    x = case.x[None].clone().requires_grad_(True)
+    clean = projection(x)[0, 0]
+    (jacobian,) = torch.autograd.grad(clean, [x])
+    jacobian, clean = jacobian[0], clean.detach()
+    linear = jacobian.double().square().sum(-1)
+    generator = torch.Generator().manual_seed(0)
+    halves = []
+    for _ in range(max(1, pairs // 8)):
+        z = torch.randn(8, *case.x.shape, generator=generator)
+        for draws in (z, -z):
+            log_sigma = torch.log(sigma)[None].repeat(len(draws), 1).requires_grad_(True)
+            change = projection(case.x[None] + torch.exp(log_sigma)[..., None] * draws)[:, 0] - clean
+            (g,) = torch.autograd.grad(change.square().sum(), [log_sigma])
+            step = sigma[None, :, None] * draws
+            first = torch.einsum("ik,sik->s", jacobian, step)[:, None] * torch.einsum("ik,sik->si", jacobian, step)
+            halves.append((g.double() - 2 * first.double()) / (2 * sigma.double() ** 2) + linear)
+    plus, minus = torch.cat(halves[0::2]), torch.cat(halves[1::2])
+    energy = 0.1 * float(clean) ** 2 / (2 * len(sigma) * sigma.double() ** 2)
+    return torch.cat([plus, minus]), (plus + minus) / 2, energy
 
 
 def efficiency(args) -> None:
@@ -361,7 +427,7 @@ def calibration(args) -> None:
         print(f"| {layer} | {z.numel()} | {float((z <= 2).double().mean()):.1%} | {float((z <= 3).double().mean()):.1%} | {100 * error:.2f}% | {100 * relative:.2f}% | {sum(e.converged for e in runs)}/{len(runs)} | {steps} |")
 
 
-SECTIONS = {"precision": precision, "speed": speed, "paper": paper_flow, "base": base, "corpus": corpus, "floor": floor, "tradeoff": tradeoff, "weighting": weighting, "scalar": scalar, "efficiency": efficiency, "calibration": calibration}
+SECTIONS = {"precision": precision, "speed": speed, "paper": paper_flow, "base": base, "corpus": corpus, "floor": floor, "tradeoff": tradeoff, "weighting": weighting, "scalar": scalar, "scalar_floor": scalar_floor, "efficiency": efficiency, "calibration": calibration}
 
 
 def main() -> None:
@@ -370,6 +436,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5, help="runs of probe per timing (seeds 0 .. runs-1 where the seed matters)")
     parser.add_argument("--seed-runs", type=int, default=1, help="runs of the seed's algorithm (~2 min each)")
     parser.add_argument("--no-reference", action="store_true", help="scalar: seeds 0-1 at defaults without the high-precision optimum (time, converged, stderr only)")
+    parser.add_argument("--scalar-seeds", type=int, default=3, help="scalar: seeds 0 .. scalar-seeds-1 against the stored optimum")
+    parser.add_argument("--floor-pairs", type=int, default=128, help="scalar_floor: antithetic pairs of draws at the optimum")
     parser.add_argument("--calibration-seeds", type=int, default=8, help="seeds of probe.explain per layer in the calibration section")
     parser.add_argument("--recompute", action="store_true", help="recompute the stored high-precision optima")
     args = parser.parse_args()

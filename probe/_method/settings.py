@@ -19,7 +19,8 @@ class SolverSettings:
 
     samples: int = 6
     """Gaussian noise samples of the first refinement step, pushed through Phi as one batch; each
-    later step draws what the standard error says is still needed to reach ``tol``."""
+    later step draws what the standard error says is still needed to reach ``tol``. For an output
+    of at most 16 numbers (a logit, a neuron) a sample is an antithetic pair: two draws."""
     max_samples: int = 64
     """Most samples per step (one-number targets are far noisier and draw up to this many)."""
     max_steps: int = 40

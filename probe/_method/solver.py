@@ -18,9 +18,10 @@ Two stages, both batched over every sentence and every explained layer at once:
    tokens of ``stderr / sigma`` is below ``tol``.
    For a small output the other tokens' noise dominates each token's gradient (cross terms); the
    exact Jacobian's first-order model, whose sampled gradient carries the same cross terms and whose
-   mean is known, is subtracted as a control variate. After the first step of ``samples`` draws,
-   each step draws what the standard error says is still needed (``_grown``), so an easy layer
-   stops near the Monte Carlo floor and a hard one draws up to ``max_samples`` per step.
+   mean is known, is subtracted as a control variate; its draws come in antithetic pairs, which
+   cancel the remainder's odd part, and a pair counts as one sample. After the first step of
+   ``samples`` samples, each step draws what the standard error says is still needed (``_grown``),
+   so an easy layer stops near the Monte Carlo floor and a hard one draws up to ``max_samples`` per step.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from dataclasses import dataclass, field
 import torch
 
 from . import noise as _noise
+from .control import antithetic, pair_means, subtract_first_order
 from .objective import penalty
 from .settings import Solution, SolverSettings
 from .start import exact_start, fixed_point, linear_start, rows_of_energy
@@ -193,9 +195,14 @@ def _rung(draws: float) -> int:
 def _sample_gradients(forward, x, clean, weight, output, group, samples, chunk):
     """Per-sample gradients of the data term with respect to ``log sigma`` [targets, samples, n] and
     the data term of each target, from ``samples`` fresh Gaussian draws per target pushed through
-    the model in chunks."""
+    the model in chunks. A small output's samples are antithetic pairs of draws, returned as pair
+    means (see ``control.pair_means``): each is one independent estimate, as a draw is for a state, so the
+    schedule, the stopping test and the budget count them alike, at two draws each."""
     n, K = x.shape[1:]
+    paired = group[0].jacobian is not None
     z = torch.cat([_noise.gaussian(t.generator, samples, t.tokens, K, x) for t in group])
+    if paired:
+        z, samples = antithetic(z, samples), 2 * samples
     rows = torch.tensor([t.sentence for t in group], device=x.device).repeat_interleave(samples)
     owner = torch.arange(len(group), device=x.device).repeat_interleave(samples)
     log_sigma = torch.stack([t.log_sigma for t in group]).detach()
@@ -213,23 +220,10 @@ def _sample_gradients(forward, x, clean, weight, output, group, samples, chunk):
         grads[sl] = g.to(torch.float64)
         data.index_add_(0, who, energy.detach().to(torch.float64) / samples)
     grads = grads.reshape(len(group), samples, n)
-    if group[0].jacobian is not None:
-        _subtract_first_order(group, log_sigma, z, samples, grads, data)
+    if paired:
+        subtract_first_order(group, log_sigma, z, samples, grads, data)
+        grads = pair_means(grads)
     return grads, data
-
-
-def _subtract_first_order(group, log_sigma, z, samples, grads, data) -> None:
-    """The control variate: minus the first-order model's sampled gradient and data term, plus their
-    exact means (``2 sigma_i**2 a_i`` and ``sum_i sigma_i**2 a_i``). Unbiased whatever ``J``."""
-    for j, t in enumerate(group):
-        sigma = torch.exp(log_sigma[j])
-        step = sigma[None, :, None] * z[j * samples : (j + 1) * samples]  # [S, n, K]
-        change = torch.einsum("dik,sik->sd", t.jacobian, step)  # the first-order output change
-        weighted = change * t.element_weight[None]
-        per_token = torch.einsum("sd,dik,sik->si", weighted, t.jacobian, step).to(torch.float64)
-        sigma2 = sigma.to(torch.float64).square()
-        grads[j] += (2 * sigma2 * t.linear)[None] - 2 * per_token
-        data[j] += float((sigma2 * t.linear).sum()) - float((weighted * change).sum()) / samples
 
 
 def _average(t: _Target, energies: torch.Tensor) -> None:
