@@ -31,7 +31,7 @@ bench: $(VENV)/.installed
 	OMP_NUM_THREADS=1 $(PY) benchmarks/bench_corpus_default.py
 	OMP_NUM_THREADS=1 $(PY) benchmarks/bench_batch.py
 	OMP_NUM_THREADS=1 $(PY) benchmarks/bench_length.py
-	OMP_NUM_THREADS=1 $(PY) benchmarks/bench_sweep.py
+	OMP_NUM_THREADS=1 $(PY) benchmarks/bench_sweep_today.py
 	$(PY) benchmarks/bench_callback.py
 	OMP_NUM_THREADS=1 $(PY) benchmarks/bench_tensorboard.py
 	$(PY) benchmarks/soak.py
