@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import signal
 import subprocess
@@ -95,11 +96,24 @@ def test_save_load_table_and_plot(result, tmp_path):
     assert table == result.table(top=2, min_count=2)
     lines = table.splitlines()
     assert lines[0].startswith("corpus: 5 sentences, ")
-    assert lines[2].split()[:2] == ["encoder.layer.0", f"{float(result.mean_information_loss[0]):.1f}"]
+    row = lines[2].split()
+    assert row[0] == "encoder.layer.0" and f"{float(result.mean_information_loss[0]):.1f}" in row
+    assert float(row[1]) == pytest.approx(float(result.mean_information_kept[0]), abs=1)
     kept = result.word_ranking("encoder.layer.1", min_count=2)[0][0]
     assert f"encoder.layer.1 keeps most: {kept} (" in table
     back.plot(tmp_path / "c.png")
     assert (tmp_path / "c.png").stat().st_size > 0
+
+
+def test_information_kept_is_the_ceilings_loss_less_the_loss(result):
+    """The corpus measure on the scale the single-sentence views show: never negative, and for each
+    sentence the loss every word would have at the ceiling less its information loss."""
+    K, scale = result.width, result.scale
+    ceiling = 0.5 * K * math.log(2 * math.pi * math.e) + K * math.log(scale)
+    counts = torch.tensor([len(w) for w in result.words], dtype=torch.float64)
+    expected = (counts * ceiling - result.sentence_information_loss).mean(1)
+    assert torch.allclose(result.mean_information_kept, expected, rtol=1e-4)
+    assert all(bool((k >= 0).all()) for k in result.information_kept)
 
 
 def test_mistakes(result, tiny):

@@ -17,7 +17,7 @@ import torch
 from .._utils.files import setting_metadata, write_tensors
 from .corpus_file import corpus_from_file, merged
 from .load import reads
-from .explanation import Explanation, check_pieces, check_stderr, loss_errors, piece_losses
+from .explanation import Explanation, check_pieces, check_stderr, loss_errors, piece_kept, piece_losses
 from .sweep import Sweep
 from .._views.tables import corpus_table
 from .._views.viewable import Viewable
@@ -95,6 +95,27 @@ class CorpusResult(Viewable):
     def information_loss(self) -> list[torch.Tensor]:
         """Per-word information loss per sentence, [layers, words] each, nats (the shape of ``sigma``)."""
         return [piece_losses(s, self.width, None if self.pieces is None else self.pieces[j]) for j, s in enumerate(self.sigma)]
+
+    @property
+    def information_kept(self) -> list[torch.Tensor]:
+        """Information kept relative to the ceiling, ``K log(scale / sigma)`` nats per word, per
+        sentence [layers, words], never negative (the single-sentence views show this number).
+
+        >>> all(bool((k >= 0).all()) for k in result.information_kept)
+        True
+        """
+        return [piece_kept(s, self.scale, self.width, None if self.pieces is None else self.pieces[j]) for j, s in enumerate(self.sigma)]
+
+    @property
+    def mean_information_kept(self) -> torch.Tensor:
+        """The mean over sentences of each sentence's information kept (the sum over its words),
+        [layers], nats: the corpus measure on a scale that never crosses zero (its standard error
+        is ``mean_information_loss_stderr``: kept is the ceiling's loss minus the loss).
+
+        >>> bool((result.mean_information_kept >= 0).all())
+        True
+        """
+        return torch.stack([k.to(torch.float64).sum(1) for k in self.information_kept], 1).mean(1)
 
     @property
     def information_loss_stderr(self) -> list[torch.Tensor]:

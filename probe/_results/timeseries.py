@@ -21,7 +21,7 @@ from .._utils.text import visible
 from .._utils.files import save_figure, setting_metadata, write_tensors
 from .load import reads
 from .._views.plots import COLORBAR_LABEL
-from .explanation import Explanation, check_pieces, check_stderr, piece_losses
+from .explanation import Explanation, check_pieces, check_stderr, piece_kept, piece_losses
 from .._views.shade import range_note, span
 from .sweep import Sweep
 from .._views.viewable import Viewable
@@ -150,6 +150,16 @@ class TimeSeries(Viewable):
     def information_loss(self) -> list[torch.Tensor]:
         """Per-word information loss ``H_i = K/2 log(2 pi e) + K log sigma_i`` (nats), per sentence [steps, layers, tokens]."""
         return [piece_losses(s, self.width, None if self.pieces is None else self.pieces[i]) for i, s in enumerate(self.sigma)]
+
+    @property
+    def information_kept(self) -> list[torch.Tensor]:
+        """Information kept relative to the ceiling, ``K log(scale / sigma)`` nats per word, per
+        sentence [steps, layers, tokens], never negative.
+
+        >>> all(bool((k >= 0).all()) for k in series.information_kept)
+        True
+        """
+        return [piece_kept(s, self.scale, self.width, None if self.pieces is None else self.pieces[i]) for i, s in enumerate(self.sigma)]
 
     def by_word(self, special: bool = True) -> "TimeSeries":
         """Every sentence with word pieces merged into words (see ``Explanation.by_word``).

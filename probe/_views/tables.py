@@ -52,14 +52,16 @@ def corpus_table(result, top: int, min_count: int) -> str:
     layers = [visible(n) for n in result.layers]
     width = max(5, *(len(n) for n in layers))
     lines = [
-        f"corpus: {len(result)} sentences, {words} words; information loss in nats (lower = kept more)",
-        f"{'layer':<{width}}  {'per sentence +/- stderr':>24}  {'per word':>10}  converged",
+        f"corpus: {len(result)} sentences, {words} words; information kept relative to the ceiling and the paper's information loss, nats per sentence",
+        f"{'layer':<{width}}  {'kept +/- stderr':>20}  {'loss (lower = kept more)':>24}  {'loss per word':>13}  converged",
     ]
     per_word = result.sentence_information_loss.sum(1) / words
     for o, name in enumerate(layers):
         done = int(result.convergence[o].sum())
-        mean = plus_minus(float(result.mean_information_loss[o]), float(result.mean_information_loss_stderr[o]))
-        lines.append(f"{name:<{width}}  {mean:>24}  {float(per_word[o]):>10.1f}  {done}/{len(result)}")
+        error = float(result.mean_information_loss_stderr[o])
+        kept = plus_minus(float(result.mean_information_kept[o]), error)
+        mean = plus_minus(float(result.mean_information_loss[o]), error)
+        lines.append(f"{name:<{width}}  {kept:>20}  {mean:>24}  {float(per_word[o]):>13.1f}  {done}/{len(result)}")
     for name, shown in zip(result.layers, layers):
         ranked = result.word_ranking(name, min_count)
         if not ranked:
