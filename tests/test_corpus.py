@@ -114,6 +114,7 @@ def test_information_kept_is_the_ceilings_loss_less_the_loss(result):
     expected = (counts * ceiling - result.sentence_information_loss).mean(1)
     assert torch.allclose(result.mean_information_kept, expected, rtol=1e-4)
     assert all(bool((k >= 0).all()) for k in result.information_kept)
+    assert torch.allclose(result.word_information_kept, ceiling - result.word_information_loss, rtol=1e-4)
 
 
 def test_mistakes(result, tiny):

@@ -98,8 +98,7 @@ class CorpusResult(Viewable):
 
     @property
     def information_kept(self) -> list[torch.Tensor]:
-        """Information kept relative to the ceiling, ``K log(scale / sigma)`` nats per word, per
-        sentence [layers, words], never negative (the single-sentence views show this number).
+        """Per-word information kept, ``K log(scale / sigma)`` nats, per sentence [layers, words]; at least 0.
 
         >>> all(bool((k >= 0).all()) for k in result.information_kept)
         True
@@ -108,9 +107,7 @@ class CorpusResult(Viewable):
 
     @property
     def mean_information_kept(self) -> torch.Tensor:
-        """The mean over sentences of each sentence's information kept (the sum over its words),
-        [layers], nats: the corpus measure on a scale that never crosses zero (its standard error
-        is ``mean_information_loss_stderr``: kept is the ceiling's loss minus the loss).
+        """The mean over sentences of the sentence information kept, [layers], nats; never negative.
 
         >>> bool((result.mean_information_kept >= 0).all())
         True
@@ -129,8 +126,7 @@ class CorpusResult(Viewable):
 
     @cached_property
     def sentence_information_loss_stderr(self) -> torch.Tensor:
-        """The standard error of each sentence's information loss, [layers, sentences], nats: the
-        words' errors are independent, so their squares add."""
+        """The standard error of each sentence's information loss, [layers, sentences], nats (independent words)."""
         return torch.stack([e.to(torch.float64).square().sum(1).sqrt() for e in self.information_loss_stderr], 1)
 
     @property
@@ -145,16 +141,18 @@ class CorpusResult(Viewable):
         return self.sentence_information_loss_stderr.square().sum(1).sqrt() / len(self)
 
     @cached_property
-    def _word_types(self) -> tuple[list[str], torch.Tensor, torch.Tensor]:
+    def _word_types(self) -> tuple[list[str], torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         vocabulary: dict[str, int] = {}
         ids = torch.tensor([vocabulary.setdefault(w, len(vocabulary)) for ws in self.words for w in ws], dtype=torch.int64)
-        V = len(vocabulary)
-        counts = torch.zeros(V, dtype=torch.int64).index_add_(0, ids, torch.ones_like(ids))
-        loss = torch.cat([h.to(torch.float64) for h in self.information_loss], 1)
-        totals = torch.zeros(len(self.layers), V, dtype=torch.float64).index_add_(1, ids, loss)
-        variance = torch.cat([e.to(torch.float64).square() for e in self.information_loss_stderr], 1)
-        spread = torch.zeros(len(self.layers), V, dtype=torch.float64).index_add_(1, ids, variance)
-        return list(vocabulary), counts, totals / counts.clamp_min(1), spread.sqrt() / counts.clamp_min(1)
+        counts = torch.zeros(len(vocabulary), dtype=torch.int64).index_add_(0, ids, torch.ones_like(ids))
+
+        def summed(per_sentence: list[torch.Tensor]) -> torch.Tensor:
+            values = torch.cat([v.to(torch.float64) for v in per_sentence], 1)
+            return torch.zeros(len(self.layers), len(vocabulary), dtype=torch.float64).index_add_(1, ids, values)
+
+        n = counts.clamp_min(1)
+        spread = summed([e.square() for e in self.information_loss_stderr]).sqrt()
+        return list(vocabulary), counts, summed(self.information_loss) / n, spread / n, summed(self.information_kept) / n
 
     @property
     def vocabulary(self) -> list[str]:
@@ -175,6 +173,11 @@ class CorpusResult(Viewable):
     def word_information_loss_stderr(self) -> torch.Tensor:
         """The solver's standard error of ``word_information_loss``, [layers, types], nats."""
         return self._word_types[3]
+
+    @property
+    def word_information_kept(self) -> torch.Tensor:
+        """Mean information kept of each word type over its occurrences, [layers, types], nats, at least 0."""
+        return self._word_types[4]
 
     def word_ranking(self, layer: str, min_count: int = 1) -> list[tuple[str, float, int]]:
         """Word types occurring at least ``min_count`` times as (word, mean loss, count), most kept first.
@@ -250,7 +253,7 @@ class CorpusResult(Viewable):
 
         >>> result.save(tmp / "corpus.safetensors")
         """
-        vocabulary, counts, per_type, _ = self._word_types
+        vocabulary, counts, per_type = self._word_types[:3]
         where = {w: v for v, w in enumerate(vocabulary)}
         lengths = torch.tensor([len(w) for w in self.words], dtype=torch.int64)
         tensors = {

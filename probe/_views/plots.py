@@ -78,8 +78,9 @@ def word_heatmap(
 
 
 def corpus_figure(result, path: str | Path | None, top: int, min_count: int):
-    """``CorpusResult.plot``: mean sentence information loss per layer, beside the mean loss of each
-    layer's ``top`` most kept word types (seen ``min_count`` times or more) across all layers."""
+    """``CorpusResult.plot``: mean information kept per sentence per layer (with its standard error),
+    beside the mean kept information of each layer's ``top`` most kept word types (seen
+    ``min_count`` times or more) across all layers: the number the single-sentence views show."""
     from matplotlib.figure import Figure
 
     path = checked_path(path)
@@ -88,19 +89,19 @@ def corpus_figure(result, path: str | Path | None, top: int, min_count: int):
         chosen += [w for w, _, _ in result.word_ranking(name, min_count)[:top] if w not in chosen]
     fig = Figure(figsize=(max(8.0, 4.0 + 0.5 * len(chosen)), 1.8 + 0.45 * max(len(result.layers), 4)), layout="constrained")
     left, right = fig.subplots(1, 2, width_ratios=[1, max(1.0, len(chosen) / 6)])
-    left.barh(range(len(result.layers)), result.mean_information_loss.numpy())
+    left.barh(range(len(result.layers)), result.mean_information_kept.numpy(), xerr=result.mean_information_loss_stderr.numpy())
     left.set_yticks(range(len(result.layers)), labels=literal(result.layers))
     left.invert_yaxis()
-    left.set_xlabel("mean information loss per sentence (nats)")
+    left.set_xlabel("mean information kept per sentence (nats)")
     left.set_title(f"{len(result)} sentences")
     if chosen:
         where = {w: v for v, w in enumerate(result.vocabulary)}
-        values = result.word_information_loss[:, [where[w] for w in chosen]].numpy()
-        image = right.imshow(values, cmap="GnBu_r", aspect="auto")
+        values = result.word_information_kept[:, [where[w] for w in chosen]].numpy()
+        image = right.imshow(values, cmap="GnBu", aspect="auto")
         right.set_xticks(range(len(chosen)), labels=literal(chosen), rotation=45, ha="right")
         right.set_yticks(range(len(result.layers)), labels=literal(result.layers))
         right.set_title("most kept words (dark = kept)")
-        fig.colorbar(image, ax=right, label="mean information loss (nats)")
+        fig.colorbar(image, ax=right, label="mean information kept (nats)")
     else:
         right.set_axis_off()
         right.set_title(f"no word type occurs {min_count} times")

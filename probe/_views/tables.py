@@ -46,8 +46,9 @@ def explanation_table(exp, bar_width: int = 30, fitted: tuple[float, float] | No
 
 
 def corpus_table(result, top: int, min_count: int) -> str:
-    """``CorpusResult.table``: per layer, mean information loss per sentence and per word, and the
-    most kept and most lost word types among those seen at least ``min_count`` times."""
+    """``CorpusResult.table``: per layer, mean information kept and lost per sentence and per word,
+    and the most kept and most lost word types among those seen at least ``min_count`` times, with
+    their mean information kept."""
     words = sum(map(len, result.words))
     layers = [visible(n) for n in result.layers]
     width = max(5, *(len(n) for n in layers))
@@ -62,13 +63,15 @@ def corpus_table(result, top: int, min_count: int) -> str:
         kept = plus_minus(float(result.mean_information_kept[o]), error)
         mean = plus_minus(float(result.mean_information_loss[o]), error)
         lines.append(f"{name:<{width}}  {kept:>20}  {mean:>24}  {float(per_word[o]):>13.1f}  {done}/{len(result)}")
-    for name, shown in zip(result.layers, layers):
+    where = {w: v for v, w in enumerate(result.vocabulary)}
+    for o, (name, shown) in enumerate(zip(result.layers, layers)):
         ranked = result.word_ranking(name, min_count)
         if not ranked:
             lines.append(f"{shown}: no word type occurs {min_count} times; lower min_count")
             continue
-        kept = ", ".join(f"{visible(w)} ({h:.0f})" for w, h, _ in ranked[:top])
-        lost = ", ".join(f"{visible(w)} ({h:.0f})" for w, h, _ in reversed(ranked[-top:]))
+        row = result.word_information_kept[o]
+        kept = ", ".join(f"{visible(w)} ({float(row[where[w]]):.0f})" for w, _, _ in ranked[:top])
+        lost = ", ".join(f"{visible(w)} ({float(row[where[w]]):.0f})" for w, _, _ in reversed(ranked[-top:]))
         lines.append(f"{shown} keeps most: {kept}")
         lines.append(f"{' ' * len(shown)} loses most: {lost}")
     return "\n".join(lines)
