@@ -46,8 +46,8 @@ def pages() -> dict[str, tuple[str, str, str]]:
         "explanation": (_html.page(explanation()), ".probe-words > span:nth-of-type(1)", ".probe-words > span:nth-of-type(2)"),
         "sweep": (_html.page(sweep), ".probe-grid tr:nth-child(2) td:nth-of-type(1)", ".probe-grid tr:nth-child(2) td:nth-of-type(2)"),
         "timeseries": (_html.page(series), ".probe-steps tr:nth-child(2) td:nth-of-type(1)", ".probe-steps tr:nth-child(3) td:nth-of-type(1)"),
-        "corpus": (_html.page(corpus), ".probe-grid tr:nth-child(2) td:nth-of-type(5) .probe-w:nth-of-type(1)",
-                   ".probe-grid tr:nth-child(2) td:nth-of-type(4) .probe-w:nth-of-type(1)"),
+        "corpus": (_html.page(corpus), ".probe-grid tr:nth-child(2) td:nth-of-type(6) .probe-w:nth-of-type(1)",
+                   ".probe-grid tr:nth-child(2) td:nth-of-type(5) .probe-w:nth-of-type(1)"),
         "compare": (change.to_html(), ".probe-grid tr:nth-child(3) td:nth-of-type(1)", ".probe-grid tr:nth-child(3) td:nth-of-type(2)"),
     }
 

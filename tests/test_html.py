@@ -161,7 +161,8 @@ def test_corpus_totals_and_the_words_kept_most_and_least():
     result = corpus()
     parsed = Parsed(_html.corpus_page(result))
     nums = [float(e["text"]) for e in parsed.elements if e["tag"] == "td" and "probe-num" in e.get("class", "") and "/" not in e["text"]]
-    assert nums[0] == pytest.approx(float(result.mean_information_loss[0]), rel=1e-3)
+    assert nums[0] == pytest.approx(float(result.mean_information_kept[0]), rel=1e-3), "first: information kept per sentence"
+    assert nums[1] == pytest.approx(float(result.mean_information_loss[0]), rel=1e-3), "then the paper's loss"
     chips = [c for c in parsed.titled() if c["tag"] == "span"]
     ranked = result.word_ranking("encoder.layer.0", 2)  # the, film, is, a, charm occur twice; bird, rare, without once
     kept = [c["text"] for c in chips[: len(ranked)]]

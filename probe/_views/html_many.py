@@ -7,6 +7,7 @@ import torch
 
 from . import html_parts as parts
 from .html_one import not_converged
+from .shade import span
 
 
 MAX_STEPS = 100
@@ -31,12 +32,12 @@ def type_relative_sigma(result) -> torch.Tensor:
     return torch.exp(totals / counts.clamp_min(1)) / result.scale
 
 
-def _ranked_chips(ranked, relative_row, where) -> str:
+def _ranked_chips(ranked, relative_row, where, fitted) -> str:
     chips = []
     for w, h, count in ranked:
         r = float(relative_row[where[w]])
         title = parts.hover([w, f"mean information loss {parts.number(h)} nats", f"occurrences {count}", f"geometric-mean sigma/scale {parts.number(r)}"])
-        chips.append(parts.chip(w, r, title))
+        chips.append(parts.chip(w, r, title, fitted))
     return f'<div class="probe-words">{"".join(chips)}</div>'
 
 
@@ -46,25 +47,26 @@ def _corpus_body(result, top: int = 8, min_count: int = 2) -> str:
     n_words = sum(len(w) for w in result.words)
     count = min_count if int(result.word_counts.max()) >= min_count else 1
     note = "" if count == min_count else f" (no word type occurs {min_count} times: all types ranked)"
-    head = f'<p class="probe-head">{len(result.words)} sentences · {n_words} words · information loss in nats, lower = kept more{parts.text(note)}</p>'
-    mean = result.mean_information_loss.tolist()
+    head = (f'<p class="probe-head">{len(result.words)} sentences · {n_words} words · information kept relative to the ceiling '
+            f"and the paper's information loss, nats{parts.text(note)}</p>")
+    kept_total, mean = result.mean_information_kept.tolist(), result.mean_information_loss.tolist()
     per_word = [float(result.mean_information_loss[o]) * len(result.words) / n_words for o in range(len(result.layers))]
     converged = torch.as_tensor(result.convergence)
-    rows = ['<tr><th>layer</th><th class="probe-num">per sentence</th><th class="probe-num">per word</th><th class="probe-num">converged</th>'
-            f"<th>keeps most (top {top})</th><th>loses most</th></tr>"]
+    rows = ['<tr><th>layer</th><th class="probe-num">kept per sentence</th><th class="probe-num">loss per sentence</th><th class="probe-num">loss per word</th>'
+            f'<th class="probe-num">converged</th><th>keeps most (top {top})</th><th>loses most</th></tr>']
     relative = type_relative_sigma(result)
     where = {w: v for v, w in enumerate(result.vocabulary)}
+    shown = [(ranked[:top], list(reversed(ranked[-top:]))) for ranked in (result.word_ranking(layer, count) for layer in result.layers)]
+    fitted = span(float(relative[o][where[w]]) for o, pair in enumerate(shown) for words in pair for w, _, _ in words)
     for o, layer in enumerate(result.layers):
-        ranked = result.word_ranking(layer, count)
-        kept = _ranked_chips(ranked[:top], relative[o], where)
-        lost = _ranked_chips(list(reversed(ranked[-top:])), relative[o], where)
+        kept, lost = (_ranked_chips(words, relative[o], where, fitted) for words in shown[o])
         done = f"{int(converged[o].sum())}/{converged.shape[1]}"
         rows.append(
-            f'<tr><th>{parts.text(layer)}</th><td class="probe-num">{parts.number(mean[o])}</td><td class="probe-num">{parts.number(per_word[o])}</td>'
+            f'<tr><th>{parts.text(layer)}</th><td class="probe-num">{parts.number(kept_total[o])}</td><td class="probe-num">{parts.number(mean[o])}</td><td class="probe-num">{parts.number(per_word[o])}</td>'
             f'<td class="probe-num">{done}</td><td>{kept}</td><td>{lost}</td></tr>'
         )
     warn = not_converged(converged, result.steps)
-    return head + warn + f'<table class="probe-grid">{"".join(rows)}</table>' + parts.legend()
+    return head + warn + f'<table class="probe-grid">{"".join(rows)}</table>' + parts.legend(fitted)
 
 
 def corpus_fragment(result, top: int = 8, min_count: int = 2) -> str:
