@@ -105,7 +105,7 @@ class CorpusResult(Viewable):
         """
         return [piece_kept(s, self.scale, self.width, None if self.pieces is None else self.pieces[j]) for j, s in enumerate(self.sigma)]
 
-    @cached_property
+    @property
     def mean_information_kept(self) -> torch.Tensor:
         """The mean over sentences of the sentence information kept, [layers], nats; never negative.
 

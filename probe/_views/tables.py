@@ -57,10 +57,11 @@ def corpus_table(result, top: int, min_count: int) -> str:
         f"{'layer':<{width}}  {'kept +/- stderr':>20}  {'loss (lower = kept more)':>24}  {'loss per word':>13}  converged",
     ]
     per_word = result.sentence_information_loss.sum(1) / words
+    kept_total = result.mean_information_kept
     for o, name in enumerate(layers):
         done = int(result.convergence[o].sum())
         error = float(result.mean_information_loss_stderr[o])
-        kept = plus_minus(float(result.mean_information_kept[o]), error)
+        kept = plus_minus(float(kept_total[o]), error)
         mean = plus_minus(float(result.mean_information_loss[o]), error)
         lines.append(f"{name:<{width}}  {kept:>20}  {mean:>24}  {float(per_word[o]):>13.1f}  {done}/{len(result)}")
     where = {w: v for v, w in enumerate(result.vocabulary)}
